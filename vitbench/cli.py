@@ -1,0 +1,189 @@
+"""The `vitbench` command line: list, tasks, info, eval, leaderboard.
+
+User mistakes (unknown names, missing data or weights, bad images) print one line on stderr
+and exit non-zero (2 for unknown names); only bugs show a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vitbench.errors import VitbenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Vision encoders: zoo, pretraining and evaluation behind one API.")
+
+DEFAULT_MODELS = ("pixels", "test_vit", "vit_s16")
+MEASURED = Path("leaderboards/measured")
+
+
+def _handled(command):
+    """Turn VitbenchError into one line on stderr and its exit code."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except VitbenchError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+    return wrapper
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _table(records: list[dict], fmt: str) -> str:
+    import pandas as pd
+
+    from vitbench.results import render
+
+    return render(pd.DataFrame(records), fmt)
+
+
+@app.command("list")
+@_handled
+def list_cmd(
+    family: Optional[str] = typer.Option(None, help="Only this family (vit, clip, eva02, ...)."),
+    supervision: Optional[str] = typer.Option(None, help="fully | weakly | self | none."),
+    backend: Optional[str] = typer.Option(None, help="timm | open_clip | transformers | pixels."),
+    fmt: str = typer.Option("table", "--format", help="table | csv | md."),
+):
+    """List the encoders of the zoo."""
+    from vitbench.zoo.registry import list_models
+
+    records = [{"name": s.name, "family": s.family, "supervision": s.supervision.value,
+                "backend": s.backend, "params_m": s.params_m, "resolution": s.input_size,
+                "embed_dim": s.embed_dim, "weights": s.weights.tag}
+               for s in list_models(family, supervision, backend)]
+    if not records:
+        raise VitbenchError("no encoder matches these filters")
+    typer.echo(_table(records, fmt))
+
+
+@app.command("tasks")
+@_handled
+def tasks_cmd(fmt: str = typer.Option("table", "--format", help="table | csv | md.")):
+    """List the evaluation tasks."""
+    from vitbench.evals.tasks import list_tasks
+
+    records = [{"name": t.name, "dataset": t.dataset, "protocol": t.protocol,
+                "splits": f"{t.train_split}->{t.eval_split}", "metric": t.main_metric,
+                "resolution": t.resolution or "native",
+                "data": "embedded" if t.embedded else "--data-dir"} for t in list_tasks()]
+    typer.echo(_table(records, fmt))
+
+
+@app.command("info")
+@_handled
+def info_cmd(name: str):
+    """Show an encoder's full spec and where its weights come from."""
+    from vitbench.zoo.registry import get_spec
+
+    spec = get_spec(name)
+    for key, value in spec.to_record().items():
+        typer.echo(f"{key:>18}: {value}")
+    if spec.weights.hf_hub_id:
+        typer.echo(f"{'offline':>18}: huggingface-cli download {spec.weights.hf_hub_id} "
+                   "(then HF_HUB_OFFLINE=1 works), or --weights PATH")
+
+
+@app.command("eval")
+@_handled
+def eval_cmd(
+    model: Optional[str] = typer.Option(None, help="Comma-separated zoo names."),
+    task: Optional[str] = typer.Option(None, help="Comma-separated task names."),
+    weights: Optional[str] = typer.Option(None, help="random | PATH | TAG (default: published)."),
+    data_dir: Optional[str] = typer.Option(None, help="Data for real-data tasks."),
+    resolution: Optional[int] = typer.Option(None, help="Override the tasks' input size."),
+    device: str = typer.Option("cpu", help="cpu | cuda[:N]."),
+    dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16."),
+    batch_size: int = typer.Option(64, min=1),
+    workers: int = typer.Option(0, min=0, help="Data-loader worker processes."),
+    cache_dir: Optional[str] = typer.Option(None, help="Feature cache (default ~/.cache/vitbench)."),
+    no_cache: bool = typer.Option(False, help="Encode without reading or writing the cache."),
+    skip_bad_images: bool = typer.Option(False, help="Skip undecodable images (and count them)."),
+    set_: list[str] = typer.Option([], "--set", help="Protocol setting NAME=VALUE, e.g. ks=10,20."),
+    out: Optional[str] = typer.Option(None, help="Results CSV to append to."),
+    fmt: str = typer.Option("table", "--format", help="table | csv | md."),
+):
+    """Evaluate models on tasks. With no --model/--task: the embedded default suite."""
+    from vitbench.evals.tasks import DEFAULT_SUITE, get_task
+    from vitbench.features import ExtractOptions
+    from vitbench.runner import EvalPlan, run_eval
+
+    models, tasks = _split(model), _split(task)
+    if not models and tasks:
+        raise VitbenchError("--task given without --model (see `vitbench list`)")
+    if not models:  # the embedded default suite: random weights, offline
+        models, weights = list(DEFAULT_MODELS), weights or "random"
+    tasks = tasks or list(DEFAULT_SUITE)
+    embedded = all(get_task(t).embedded for t in tasks)
+    out = out or str(MEASURED / ("embedded.csv" if embedded else "results.csv"))
+    plan = EvalPlan(models=models, tasks=tasks, weights=weights, data_dir=data_dir,
+                    resolution=resolution, device=device, dtype=dtype, out=out,
+                    overrides=dict(_setting(s) for s in set_),
+                    options=ExtractOptions(batch_size=batch_size, num_workers=workers,
+                                           skip_bad_images=skip_bad_images, cache_dir=cache_dir,
+                                           use_cache=not no_cache, progress=sys.stderr.isatty()))
+    rows = run_eval(plan, on_rows=_report)
+    from vitbench.results import pivot, render, rows_frame
+
+    typer.echo(render(pivot(rows_frame(rows)), fmt))
+    typer.echo(f"appended {len(rows)} rows to {out}", err=True)
+
+
+def _report(rows) -> None:
+    first = rows[0]
+    metrics = " ".join(f"{r.metric}={r.value:.4f}" for r in rows)
+    cached = "cached" if first.cache_hit else f"encoded {first.encode_seconds:.1f}s"
+    bad = f", skipped {first.n_bad_images} bad images" if first.n_bad_images else ""
+    typer.echo(f"{first.model} [{first.weights}, {first.resolution}px] {first.task}: {metrics} "
+               f"({cached}, protocol {first.protocol_seconds:.1f}s{bad})", err=True)
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """NAME=VALUE with VALUE as JSON, a comma list of numbers (a tuple), or a string."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise VitbenchError(f"--set expects NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(raw)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return name, tuple(json.loads(v) for v in raw.split(","))
+    except json.JSONDecodeError:
+        return name, raw
+
+
+@app.command("leaderboard")
+@_handled
+def leaderboard_cmd(
+    results: Optional[list[str]] = typer.Option(None, help="Results CSV(s); default: every CSV "
+                                                          "in leaderboards/measured/."),
+    fmt: str = typer.Option("table", "--format", help="table | csv | md."),
+):
+    """Pivot result rows into a leaderboard: one row per model and weights."""
+    import pandas as pd
+
+    from vitbench.results import pivot, read_rows, render
+
+    paths = results or sorted(str(p) for p in MEASURED.glob("*.csv"))
+    if not paths:
+        raise VitbenchError(f"no results in {MEASURED}/; run `vitbench eval` or pass --results")
+    typer.echo(render(pivot(pd.concat([read_rows(p) for p in paths])), fmt))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The Encoder contract: every zoo entry, whatever its backend, is one of these.
+
+An `Encoder` carries a frozen `EncoderSpec` (facts about the architecture and its weights), its
+own eval preprocessing (`transform`), and one way to encode pixels that always returns the same
+type, `ImageFeatures`. Eval code never guesses mean/std or resolution and never indexes tuples.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from vitbench.errors import VitbenchError
+
+
+class Supervision(str, enum.Enum):
+    """How the weights were trained: the first column of every comparison table."""
+
+    FULLY = "fully"  # class labels
+    WEAKLY = "weakly"  # image-text pairs
+    SELF = "self"  # no labels
+    NONE = "none"  # baselines with nothing learned (raw pixels)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the published weights of an entry live and how big they are."""
+
+    tag: str  # e.g. "augreg_in21k_ft_in1k"; "" when the entry has no published weights
+    hf_hub_id: str | None = None  # Hugging Face repo that holds them
+    filenames: tuple[str, ...] = ()  # candidate files in that repo, preferred first
+    size_mb: float = 0.0  # approximate download size, for the "how to supply" message
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Facts about one zoo entry. Facts about weights never hide in code paths."""
+
+    name: str
+    family: str
+    supervision: Supervision
+    backend: str  # timm | open_clip | transformers | pixels
+    backend_id: str  # the backend's own architecture name
+    weights: WeightsSource
+    input_size: int  # native square input resolution (pixels)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    embed_dim: int  # width of ImageFeatures.pooled
+    params_m: float  # parameters of the image tower, millions
+    pretraining_data: str
+    paper: str
+    patch_size: int | None = None
+    projection_dim: int | None = None  # width of ImageFeatures.projected (dual encoders)
+    crop_pct: float = 1.0  # eval resize to size/crop_pct, then centre crop
+    resize_mode: str = "shortest"  # "shortest" (+ centre crop) or "squash" (both sides)
+    interpolation: str = "bicubic"
+    # True when the architecture adapts to another input size by interpolating its position
+    # embeddings; otherwise a resolution override only changes the resize in `transform`.
+    dynamic_resolution: bool = False
+    license: str = ""
+    notes: str = ""
+
+    @property
+    def has_text(self) -> bool:
+        return self.projection_dim is not None
+
+    def to_record(self) -> dict[str, Any]:
+        """Flat dict for tables and `vitbench info`."""
+        record = asdict(self)
+        record["supervision"] = self.supervision.value
+        weights = record.pop("weights")
+        record.update({f"weights_{k}": v for k, v in weights.items()})
+        return record
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """What an Encoder instance actually holds: part of every cache key and result row."""
+
+    kind: str  # "random" | "file" | "hub"
+    tag: str  # the weights tag, "random", or the file name
+    identity: str  # seed, or content hash of the file: a different file is a different key
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.tag}"
+
+
+@dataclass
+class ImageFeatures:
+    """What `encode_image` returns, always.
+
+    Attributes:
+        pooled: (B, D) image embedding used by kNN / linear probes (timm: pre-logits; CLIP-style:
+            the image tower's output before projection).
+        tokens: (B, N, D_tok) patch tokens without prefix (class/register) tokens, or None for
+            encoders that have none.
+        projected: (B, P) joint image-text space embedding for dual encoders, else None.
+    """
+
+    pooled: torch.Tensor
+    tokens: torch.Tensor | None = None
+    projected: torch.Tensor | None = None
+
+    def get(self, kind: str) -> torch.Tensor:
+        value = getattr(self, kind, None) if kind in FEATURE_KINDS else None
+        if value is None:
+            raise VitbenchError(f"these features have no {kind!r} part (kinds: {FEATURE_KINDS})")
+        return value
+
+
+FEATURE_KINDS = ("pooled", "tokens", "projected")
+
+Transform = Callable[[Any], torch.Tensor]
+
+
+@dataclass(kw_only=True, repr=False)
+class Encoder(ABC):
+    """One encoder: spec, preprocessing, and `encode_image` returning `ImageFeatures`.
+
+    Subclasses (the backend adapters) implement `_forward` and, for dual encoders, `_text`.
+    `encode_image` adds no-grad, device and autocast handling around them, so every backend
+    behaves the same way.
+    """
+
+    spec: EncoderSpec
+    loaded: LoadedWeights
+    transform: Transform
+    resolution: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+
+    @abstractmethod
+    def _forward(self, pixels: torch.Tensor) -> ImageFeatures: ...
+
+    @abstractmethod
+    def modules(self) -> list[torch.nn.Module]:
+        """The torch modules this encoder runs (moved by `to`)."""
+
+    def _text(self, texts: Sequence[str]) -> torch.Tensor:
+        raise VitbenchError(f"{self.spec.name} has no text tower (it is an image-only encoder)")
+
+    # -- public surface ------------------------------------------------------------------
+
+    def to(self, device: str | torch.device = "cpu", dtype: str | torch.dtype = "fp32") -> Encoder:
+        """Move to a device and pick the compute dtype (fp32, or bf16/fp16 autocast)."""
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        for module in self.modules():
+            module.to(self.device).eval()
+        return self
+
+    @torch.inference_mode()
+    def encode_image(self, pixels: torch.Tensor) -> ImageFeatures:
+        """Encode a preprocessed batch (B, 3, H, W); features come back as fp32 on CPU."""
+        pixels = pixels.to(self.device, non_blocking=True)
+        with self._autocast():
+            out = self._forward(pixels)
+        return ImageFeatures(*(None if t is None else t.float().cpu() for t in
+                               (out.pooled, out.tokens, out.projected)))
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed texts into the joint space (dual encoders only), fp32 on CPU."""
+        with self._autocast():
+            return self._text(list(texts)).float().cpu()
+
+    def encode(self, images: Iterable[Any], batch_size: int = 64) -> ImageFeatures:
+        """Encode PIL images (or anything `transform` accepts), batching for you."""
+        from vitbench.features import encode_images
+
+        return encode_images(self, images, batch_size=batch_size)
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.spec.name}, weights={self.loaded}, resolution={self.resolution})"
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise VitbenchError(f"unknown dtype {dtype!r}; accepted: {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in DTYPES.items()}[dtype]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type not in ("cpu", "cuda"):
+        raise VitbenchError(f"unknown device {str(device)!r}; accepted: cpu, cuda[:N]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VitbenchError("device 'cuda' asked for, but torch sees no CUDA device here")
+    return device

@@ -1,0 +1,76 @@
+"""Evaluate models x tasks: the one code path behind `vitbench eval` and `vitbench.evaluate`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vitbench.contract import Encoder
+from vitbench.errors import VitbenchError
+from vitbench.evals.tasks import TaskSpec, get_task, run_task
+from vitbench.features import ExtractOptions
+from vitbench.results import ResultRow, append_rows
+from vitbench.zoo.registry import build, get_entry
+from vitbench.zoo.weights import WeightsRequest, parse_pretrained, request_from_cli
+
+
+@dataclass
+class EvalPlan:
+    """What to run and how; validated up front so a typo fails before any encoding."""
+
+    models: Sequence[str | Encoder]
+    tasks: Sequence[str]
+    weights: str | bool | None = None  # CLI form: None (default tag) | "random" | PATH | TAG
+    data_dir: str | None = None
+    resolution: int | None = None  # overrides every task's resolution
+    device: str = "cpu"
+    dtype: str = "fp32"
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    overrides: dict = field(default_factory=dict)
+    out: str | Path | None = None  # CSV the rows are appended to, task by task
+
+
+def run_eval(plan: EvalPlan, on_rows: Callable[[list[ResultRow]], None] | None = None
+             ) -> list[ResultRow]:
+    tasks = [get_task(t) for t in plan.tasks]
+    for task in tasks:
+        if not task.embedded and plan.data_dir is None:
+            raise VitbenchError(f"task {task.name} needs data: pass --data-dir DIR (an ImageFolder "
+                                f"tree DIR/{task.train_split}/<class>/..., a datasets name, or a "
+                                "save_to_disk directory)")
+    requests = [_request(m, plan.weights) for m in plan.models]  # unknown names fail here
+    rows: list[ResultRow] = []
+    for model, request in zip(plan.models, requests):
+        encoders: dict[int | None, Encoder] = {}  # one build per resolution
+        for task in tasks:
+            encoder = _encoder(model, request, _resolution(task, plan), plan, encoders)
+            new = run_task(task, encoder, data_dir=plan.data_dir, options=plan.options,
+                           overrides=plan.overrides)
+            if plan.out is not None:
+                append_rows(plan.out, new)  # finished tasks survive a later failure
+            if on_rows is not None:
+                on_rows(new)
+            rows += new
+    return rows
+
+
+def _request(model: str | Encoder, weights) -> WeightsRequest | None:
+    if isinstance(model, Encoder):
+        return None
+    spec = get_entry(model).spec
+    if isinstance(weights, bool):
+        return parse_pretrained(weights, spec)
+    return request_from_cli(weights, spec)
+
+
+def _resolution(task: TaskSpec, plan: EvalPlan) -> int | None:
+    return plan.resolution or task.resolution
+
+
+def _encoder(model, request, resolution, plan: EvalPlan, built: dict) -> Encoder:
+    if isinstance(model, Encoder):  # the caller's own instance runs as it is
+        return model
+    if resolution not in built:
+        built[resolution] = build(get_entry(model), request, resolution).to(plan.device, plan.dtype)
+    return built[resolution]

@@ -1,0 +1,69 @@
+"""timm adapter: any timm model through its uniform forward_features / forward_head surface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vitbench.contract import Encoder, ImageFeatures, WeightsSource
+from vitbench.errors import VitbenchError
+from vitbench.zoo.transforms import make_transform
+from vitbench.zoo.weights import find_checkpoint, resolve, seeded
+
+# timm's hub repos hold these; a user directory may hold any one checkpoint
+CHECKPOINT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(kw_only=True, repr=False)
+class TimmEncoder(Encoder):
+    model: torch.nn.Module
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.model]
+
+    def _forward(self, pixels: torch.Tensor) -> ImageFeatures:
+        feats = self.model.forward_features(pixels)
+        pooled = self.model.forward_head(feats, pre_logits=True)
+        return ImageFeatures(pooled=pooled, tokens=patch_tokens(self.model, feats))
+
+
+def patch_tokens(model: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) patch tokens: drop class/register tokens, flatten feature maps."""
+    if feats.ndim == 3:
+        return feats[:, getattr(model, "num_prefix_tokens", 0):]
+    if getattr(model, "output_fmt", "NCHW") == "NHWC":
+        return feats.flatten(1, 2)
+    return feats.flatten(2).transpose(1, 2)
+
+
+def source_for_tag(arch: str, tag: str) -> WeightsSource:
+    return WeightsSource(tag, f"timm/{arch}.{tag}", CHECKPOINT_FILES)
+
+
+def build(entry, request, resolution: int) -> TimmEncoder:
+    import timm
+
+    spec = entry.spec
+    path, loaded = resolve(spec, request, lambda tag: source_for_tag(spec.backend_id, tag))
+    tag = request.tag if request.kind == "hub" else spec.weights.tag
+    name = f"{spec.backend_id}.{tag}" if tag else spec.backend_id
+    kwargs = dict(entry.build_args)
+    if spec.dynamic_resolution and resolution != spec.input_size:
+        kwargs["img_size"] = resolution  # timm resamples position embeddings on load
+    elif resolution != spec.input_size and spec.patch_size:
+        raise VitbenchError(f"{spec.name} cannot run at {resolution} px (fixed input size "
+                            f"{spec.input_size})")
+    if path is None:
+        with seeded():
+            model = timm.create_model(name, pretrained=False, **kwargs)
+    else:
+        overlay = {"file": str(find_checkpoint(path, CHECKPOINT_FILES))}
+        try:
+            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay,
+                                      **kwargs)
+        except RuntimeError as exc:  # state-dict mismatch: say which file and which model
+            first = str(exc).strip().splitlines()[0][:200]
+            raise VitbenchError(f"weights {path} do not fit {spec.name} ({name}): {first}") from exc
+    return TimmEncoder(spec=spec, loaded=loaded, transform=make_transform(spec, resolution),
+                       resolution=resolution, model=model.eval())

@@ -5,7 +5,7 @@ scikit-learn's `KNeighborsClassifier(metric="cosine", algorithm="brute")` with w
 exp((1 - d) / T) computes the same classifier, so its predictions should agree; a plain torch
 matmul + topk of the same sizes (no voting) is the floor any exact search can reach.
 
-Run: /work/venv/bin/python benchmarks/bench_knn.py
+Run: /work/venv/bin/python benchmarks/bench_knn.py [--threads N]
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import platform
 import time
 from collections.abc import Callable
 
+import faiss
 import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
-
+from threadpoolctl import threadpool_limits
 from vitbench.evals import knn_classify, knn_predict_many
 
 T = 0.07
@@ -33,8 +34,8 @@ def clustered_features(n_train: int, n_test: int, dim: int, classes: int, seed: 
 
     def draw(n):
         y = rng.integers(0, classes, n)
-        x = centres[y] + 2.0 * rng.normal(size=(n, 16)).astype(np.float32) @ nuisance
-        x += 1.2 * rng.normal(size=(n, dim)).astype(np.float32)
+        x = centres[y] + 0.5 * rng.normal(size=(n, 16)).astype(np.float32) @ nuisance
+        x += 3.0 * rng.normal(size=(n, dim)).astype(np.float32)
         return np.ascontiguousarray(x, dtype=np.float32), y
 
     return (*draw(n_train), *draw(n_test))
@@ -56,6 +57,13 @@ def torch_bound(train_x: np.ndarray, test_x: np.ndarray, k: int) -> torch.Tensor
     return (test @ train.T).topk(k, dim=1).indices
 
 
+def limit_threads(n: int) -> None:
+    """Give torch, the BLAS behind numpy/scikit-learn and faiss the same thread count."""
+    torch.set_num_threads(n)
+    threadpool_limits(n)  # stays in force: the handle is not used as a context
+    faiss.omp_set_num_threads(n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-train", type=int, default=50_000)
@@ -64,12 +72,15 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
+    limit_threads(args.threads)
 
     train_x, train_y, test_x, test_y = clustered_features(
         args.n_train, args.n_test, args.dim, args.classes)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {args.threads} threads; "
+          f"torch {torch.__version__}; 1-min load average at start "
+          f"{os.getloadavg()[0]:.2f} (other work on the machine skews timings)")
     print(f"train {train_x.shape}, test {test_x.shape}, {args.classes} classes, k={args.k}, "
           f"T={T}")
 

@@ -16,7 +16,14 @@ from vitbench.data import (
     get_dataset,
     list_datasets,
 )
-from vitbench.data.embedded import COLOURS, KINDS, ShapesDataset, make_scene, render_scene
+from vitbench.data.embedded import (
+    COLOUR_RGB,
+    COLOURS,
+    KINDS,
+    ShapesDataset,
+    make_scene,
+    render_scene,
+)
 from vitbench.errors import BadImageError, UnknownNameError, VitbenchError
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (20, 40, 230)
@@ -157,13 +164,11 @@ def test_shapes_captions_describe_the_objects(shapes_test):
 
 
 def test_shapes_render_every_object_where_the_scene_says(shapes_test):
-    from vitbench.data.embedded import _RGB
-
     for i in range(len(shapes_test)):  # renders the whole test split
         image = shapes_test.image(i)
         assert image.mode == "RGB" and image.size == (64, 64)
         for obj in shapes_test.objects(i):
-            assert image.getpixel((obj.x, obj.y)) == _RGB[obj.colour]
+            assert image.getpixel((obj.x, obj.y)) == COLOUR_RGB[obj.colour]
 
 
 def test_shape_scenes_are_pure_functions_of_split_and_index():

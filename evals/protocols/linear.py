@@ -99,7 +99,7 @@ def linear_probe(
     """
     started = time.perf_counter()
     device = _device(device)
-    grid = sorted(float(c) for c in (DEFAULT_C_GRID if c_grid is None else c_grid))
+    grid = sorted({float(c) for c in (DEFAULT_C_GRID if c_grid is None else c_grid)})
     if not grid or any(not c > 0 for c in grid):
         raise VitbenchError(f"c_grid must be non-empty positive values, got {c_grid}")
     if not 0 < val_fraction < 1:
@@ -116,23 +116,14 @@ def linear_probe(
     y_train_t = torch.from_numpy(y_train).to(device)
 
     fit_kwargs = {"num_classes": len(classes), "max_iter": max_iter, "tol": tol}
-    val_accuracy: tuple[tuple[float, float], ...] = ()
-    init = None
     if len(grid) > 1:
-        fit_idx, val_idx = _stratified_split(y_train, val_fraction, seed)
-        fit_x, fit_y = x_train[fit_idx], y_train_t[fit_idx]
-        val_x, val_y = x_train[val_idx], y_train_t[val_idx]
-        fits = []
-        for c in grid:  # ascending C: each fit starts from the more regularised solution
-            init = fit_logistic(fit_x, fit_y, c, init=init, **fit_kwargs)
-            fits.append(init)
-        accs = [_top1(_logits(fit, val_x), val_y) for fit in fits]
-        best = int(np.argmax(accs))  # first maximum: the smallest C among ties
-        val_accuracy = tuple(zip(grid, accs, strict=True))
-        init = fits[best]
-        best_c = grid[best]
+        fit_idx, val_idx = (torch.from_numpy(i).to(device)
+                            for i in _stratified_split(y_train, val_fraction, seed))
+        init, val_accuracy = _sweep(x_train[fit_idx], y_train_t[fit_idx], x_train[val_idx],
+                                    y_train_t[val_idx], grid, **fit_kwargs)
+        best_c = init.C
     else:
-        best_c = grid[0]
+        init, val_accuracy, best_c = None, (), grid[0]
 
     final = fit_logistic(x_train, y_train_t, best_c, init=init, **fit_kwargs)
     logits = _logits(final, x_test)
@@ -189,27 +180,14 @@ def fit_logistic(
         device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
     device = _device(device)
     x = _features(x, "x", device)
-    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y, device=device)
-    if y.shape != (len(x),) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise VitbenchError(f"y must be ({len(x)},) integer class indices, got "
-                            f"{tuple(y.shape)} {y.dtype}")
-    y = y.long()
+    y = _class_indices(y, len(x), device)
     if not C > 0:
         raise VitbenchError(f"C must be > 0, got {C}")
     num_classes = int(y.max()) + 1 if num_classes is None else int(num_classes)
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
         raise VitbenchError(f"labels must lie in [0, {num_classes}), got "
                             f"[{int(y.min())}, {int(y.max())}]")
-
-    shape = (num_classes, x.shape[1])
-    if init is not None and tuple(init.weight.shape) != shape:
-        raise VitbenchError(f"warm start has shape {tuple(init.weight.shape)}, need {shape}")
-    weight = (init.weight.detach().clone().to(device) if init is not None
-              else torch.zeros(shape, device=device))
-    bias = (init.bias.detach().clone().to(device) if init is not None
-            else torch.zeros(num_classes, device=device))
-    weight.requires_grad_(True)
-    bias.requires_grad_(True)
+    weight, bias = _start(init, (num_classes, x.shape[1]), device)
 
     n = len(x)
     chunk = max(1, _LOGIT_ELEMENTS // num_classes)
@@ -243,6 +221,49 @@ def fit_logistic(
                                  reduction="sum") for s in range(0, n, chunk))
         loss = float(ce / n + (weight * weight).sum() / (2 * C * n))
     return LogisticFit(weight=weight, bias=bias, C=float(C), loss=loss, n_evals=evals)
+
+
+def _class_indices(y: Any, n: int, device: torch.device) -> torch.Tensor:
+    y = y if isinstance(y, torch.Tensor) else np.asarray(y)
+    integer = (np.issubdtype(y.dtype, np.integer) if isinstance(y, np.ndarray)
+               else not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool))
+    if tuple(y.shape) != (n,) or not integer:
+        raise VitbenchError(f"y must be ({n},) integer class indices, got "
+                            f"{tuple(y.shape)} {y.dtype}")
+    return torch.as_tensor(y, device=device).long()
+
+
+def _start(
+    init: LogisticFit | None, shape: tuple[int, int], device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Trainable (weight, bias): a copy of the warm start, or zeros."""
+    if init is None:
+        weight, bias = torch.zeros(shape, device=device), torch.zeros(shape[0], device=device)
+    elif tuple(init.weight.shape) != shape:
+        raise VitbenchError(f"warm start has shape {tuple(init.weight.shape)}, need {shape}")
+    else:
+        weight, bias = init.weight.clone().to(device), init.bias.clone().to(device)
+    return weight.requires_grad_(True), bias.requires_grad_(True)
+
+
+def _sweep(
+    fit_x: torch.Tensor, fit_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+    grid: list[float], **fit_kwargs: Any,
+) -> tuple[LogisticFit, tuple[tuple[float, float], ...]]:
+    """Fit each C in ascending order, warm-starting from the previous, more regularised fit.
+
+    Returns:
+        The fit with the best validation top-1 (the smallest C among ties), and the
+        (C, validation top-1) pairs.
+    """
+    best, best_acc, val_accuracy, fit = None, -1.0, [], None
+    for c in grid:
+        fit = fit_logistic(fit_x, fit_y, c, init=fit, **fit_kwargs)
+        acc = _top1(_logits(fit, val_x), val_y)
+        val_accuracy.append((c, acc))
+        if acc > best_acc:
+            best, best_acc = fit, acc
+    return best, tuple(val_accuracy)
 
 
 def _device(device: str | torch.device) -> torch.device:

@@ -91,7 +91,7 @@ def to_rgb(image: Image.Image, source: str = "<image>") -> Image.Image:
         return _grey_to_rgb(_float_to_uint8(np.asarray(image)))
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     try:
         return image.convert("RGB")

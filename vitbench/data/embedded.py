@@ -84,8 +84,7 @@ SIZES = ("small", "large")
 IMAGE_SIZE = 64
 SHAPES_SPLITS = {"train": 2000, "test": 1000}  # split -> number of images
 
-_SPLIT_SEEDS = {"train": 0, "test": 1}
-_RGB = {
+COLOUR_RGB = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
     "blue": (45, 85, 225),
@@ -93,6 +92,7 @@ _RGB = {
     "purple": (150, 60, 200),
     "orange": (245, 140, 30),
 }
+_SPLIT_SEEDS = {"train": 0, "test": 1}
 _BACKGROUNDS = {"dark": (24, 24, 28), "light": (228, 228, 222)}
 _RADIUS = {"small": 5, "large": 13}  # half the bounding box, pixels at IMAGE_SIZE
 _MAX_SMALL = 3
@@ -237,7 +237,7 @@ def _apart(a: ShapeObject, b: ShapeObject) -> bool:
 def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject) -> None:
     s = _SUPERSAMPLE
     cx, cy, r = (obj.x + 0.5) * s, (obj.y + 0.5) * s, obj.radius * s
-    fill = _RGB[obj.colour]
+    fill = COLOUR_RGB[obj.colour]
     if obj.kind == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     elif obj.kind == "square":

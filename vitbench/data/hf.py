@@ -119,35 +119,40 @@ def _load_local(directory: Path) -> Any:
 def _load_hub(hub_name: str) -> Any:
     import datasets
 
-    with _offline_if_hub_unreachable():
+    with _offline_if_hub_unreachable() as forced_offline:
         try:
             return datasets.load_dataset(hub_name)
         except Exception as error:
             # datasets signals "not cached / not on the hub / no network" with many unrelated
             # types (ConnectionError, FileNotFoundError, DatasetNotFoundError, ValueError...).
             reason = " ".join(str(error).split())[:200] or type(error).__name__
+            if forced_offline:
+                reason = "the hub is unreachable and the dataset is not in the local cache"
             raise VitbenchError(f"cannot load dataset {hub_name!r} from the Hugging Face hub "
                                 f"or its cache ({reason}); {_SUPPLY}") from None
 
 
 @contextlib.contextmanager
-def _offline_if_hub_unreachable() -> Iterator[None]:
+def _offline_if_hub_unreachable() -> Iterator[bool]:
     """Run in datasets' offline mode (cache only) when the hub cannot be reached.
 
     Without this, a machine without network spends ~25 s in retries before failing or
     falling back to the cache. `datasets` and `huggingface_hub` read their offline flags from
     module constants on every request, so we set those for the duration of the load.
+
+    Yields:
+        Whether it switched offline mode on.
     """
     import datasets.config
     import huggingface_hub.constants as hub_constants
 
     if datasets.config.HF_HUB_OFFLINE or _hub_reachable(hub_constants.ENDPOINT):
-        yield
+        yield False
         return
     saved = datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE
     datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
     try:
-        yield
+        yield True
     finally:
         datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
 

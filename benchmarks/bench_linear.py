@@ -1,0 +1,145 @@
+"""Benchmark the linear probe: torch L-BFGS vs scikit-learn's LogisticRegression (lbfgs).
+
+Two problems: scikit-learn's digits (raw pixels, 1797 x 64, 10 classes) and synthetic
+clustered features (10k x 384 train, 2k test, 100 classes). For each:
+
+* fixed C: `fit_logistic` vs `LogisticRegression(C, max_iter=5000)` on the same standardised
+  features; test top-1, seconds, solver iterations, and the objective each reaches
+  (C * sum CE + 0.5 ||W||^2 / (C n), in float64; lower is better converged);
+* full sweep: `linear_probe` (default C grid, warm-started, validation split, refit) vs the
+  same protocol written with scikit-learn (StandardScaler, stratified split, warm-started
+  sweep over the same grid, refit).
+
+Run: /work/venv/bin/python benchmarks/bench_linear.py [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+from vitbench.evals import linear_probe
+from vitbench.evals.protocols.linear import DEFAULT_C_GRID, fit_logistic
+
+
+def digits_problem():
+    x, y = load_digits(return_X_y=True)
+    train_x, test_x, train_y, test_y = train_test_split(x, y, test_size=0.25, stratify=y,
+                                                        random_state=0)
+    return "digits raw pixels", train_x, train_y, test_x, test_y
+
+
+def synthetic_problem(n_train=10_000, n_test=2_000, dim=384, classes=100, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim))
+
+    def draw(n):
+        y = rng.integers(0, classes, n)
+        return (centres[y] + 4.0 * rng.normal(size=(n, dim))).astype(np.float32), y
+
+    train_x, train_y = draw(n_train)
+    test_x, test_y = draw(n_test)
+    return f"synthetic {n_train}x{dim}, {classes} classes", train_x, train_y, test_x, test_y
+
+
+def objective(x, y, weight, bias, C):
+    """scikit-learn's objective divided by C * n, in float64."""
+    logits = x.astype(np.float64) @ np.asarray(weight, np.float64).T + bias
+    top = logits.max(axis=1, keepdims=True)
+    log_z = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    ce = (log_z - logits[np.arange(len(y)), y]).mean()
+    return ce + (np.asarray(weight, np.float64) ** 2).sum() / (2 * C * len(y))
+
+
+def fixed_c(train_x, train_y, test_x, test_y, C):
+    scaler = StandardScaler().fit(train_x)
+    train_x, test_x = scaler.transform(train_x), scaler.transform(test_x)
+
+    start = time.perf_counter()
+    fit = fit_logistic(train_x, train_y, C)
+    ours_s = time.perf_counter() - start
+    weight, bias = fit.weight.numpy(), fit.bias.numpy()
+    ours_acc = 100 * ((test_x @ weight.T + bias).argmax(1) == test_y).mean()
+
+    start = time.perf_counter()
+    sk = LogisticRegression(C=C, max_iter=5000).fit(train_x, train_y)
+    sk_s = time.perf_counter() - start
+    sk_acc = 100 * sk.score(test_x, test_y)
+    return [
+        ("vitbench fit_logistic", ours_acc, ours_s, fit.n_evals,
+         objective(train_x, train_y, weight, bias, C)),
+        ("scikit-learn LogisticRegression", sk_acc, sk_s, int(sk.n_iter_[0]),
+         objective(train_x, train_y, sk.coef_, sk.intercept_, C)),
+    ]
+
+
+def sklearn_sweep(train_x, train_y, test_x, test_y, grid, val_fraction=0.2, seed=0):
+    """The linear_probe protocol written with scikit-learn: returns (top-1 %, best C)."""
+    scaler = StandardScaler().fit(train_x)
+    train_x, test_x = scaler.transform(train_x), scaler.transform(test_x)
+    fit_x, val_x, fit_y, val_y = train_test_split(train_x, train_y, test_size=val_fraction,
+                                                  stratify=train_y, random_state=seed)
+    model = LogisticRegression(max_iter=5000, warm_start=True)
+    accs = [model.set_params(C=c).fit(fit_x, fit_y).score(val_x, val_y) for c in grid]
+    best_c = grid[int(np.argmax(accs))]
+    final = LogisticRegression(C=best_c, max_iter=5000).fit(train_x, train_y)
+    return 100 * final.score(test_x, test_y), best_c
+
+
+def limit_threads(n: int) -> None:
+    """Give torch, the BLAS behind numpy/scikit-learn the same thread count."""
+    torch.set_num_threads(n)
+    threadpool_limits(n)  # stays in force: the handle is not used as a context
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--C", type=float, default=1.0, help="C of the fixed-C comparison")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    limit_threads(args.threads)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {args.threads} threads; "
+          f"torch {torch.__version__}; 1-min load average at start "
+          f"{os.getloadavg()[0]:.2f} (other work on the machine skews timings)")
+    # Pay torch's one-off optimizer import cost (~2 s) outside the timings.
+    fit_logistic(np.eye(2), np.arange(2), 1.0)
+
+    grid = list(DEFAULT_C_GRID)
+    for name, train_x, train_y, test_x, test_y in (digits_problem(), synthetic_problem()):
+        print(f"\n### {name}: train {train_x.shape}, test {test_x.shape}")
+        print(f"\nfixed C={args.C}, standardised features\n")
+        rows = fixed_c(train_x, train_y, test_x, test_y, args.C)
+        print(f"| {'solver':<32} | {'top-1 %':>7} | {'seconds':>7} | {'iters':>5} | "
+              f"{'objective':>11} |")
+        print(f"|{'-' * 34}|{'-' * 8}:|{'-' * 8}:|{'-' * 6}:|{'-' * 12}:|")
+        for solver, acc, seconds, iters, obj in rows:
+            print(f"| {solver:<32} | {acc:7.2f} | {seconds:7.3f} | {iters:5d} | {obj:11.6f} |")
+        print(f"\nspeed ratio (scikit-learn / vitbench): {rows[1][2] / rows[0][2]:.2f}x")
+
+        start = time.perf_counter()
+        ours = linear_probe(train_x, train_y, test_x, test_y)
+        ours_s = time.perf_counter() - start
+        start = time.perf_counter()
+        sk_acc, sk_c = sklearn_sweep(train_x, train_y, test_x, test_y, grid)
+        sk_s = time.perf_counter() - start
+        print(f"\nfull protocol: {len(grid)}-value C sweep on a 20% validation split + refit\n")
+        print(f"| {'protocol':<32} | {'top-1 %':>7} | {'best C':>8} | {'seconds':>7} |")
+        print(f"|{'-' * 34}|{'-' * 8}:|{'-' * 9}:|{'-' * 8}:|")
+        print(f"| {'vitbench linear_probe':<32} | {ours.top1:7.2f} | {ours.best_c:8.3g} | "
+              f"{ours_s:7.2f} |")
+        print(f"| {'scikit-learn, same protocol':<32} | {sk_acc:7.2f} | {sk_c:8.3g} | "
+              f"{sk_s:7.2f} |")
+        print(f"\nspeed ratio (scikit-learn / vitbench): {sk_s / ours_s:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 def load(name: str, pretrained=True, **kwargs) -> Encoder:
     """Load a zoo encoder by name; see `vitbench.zoo.registry.load` for the options."""
+    from vitbench.errors import check_options
     from vitbench.zoo.registry import load as _load
 
+    check_options(kwargs, ("tag", "resolution", "device", "dtype"), "load")
     return _load(name, pretrained, **kwargs)
 
 

@@ -36,7 +36,8 @@ class LogisticFit:
     bias: torch.Tensor  # (num_classes,), sums to zero (softmax is shift-invariant)
     C: float
     loss: float  # final value of mean CE + ||W||^2 / (2 C n)
-    n_evals: int  # loss/gradient evaluations used by L-BFGS
+    n_iter: int  # L-BFGS iterations
+    n_evals: int  # loss/gradient evaluations (iterations plus line-search steps)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy fields make generated == ambiguous
@@ -215,12 +216,14 @@ def fit_logistic(
         tolerance_grad=tol, tolerance_change=1e-10, history_size=20,
         line_search_fn="strong_wolfe")
     optimizer.step(closure)
+    n_iter = optimizer.state[weight].get("n_iter", 0)
     weight, bias = weight.detach(), bias.detach()
     with torch.no_grad():
         ce = sum(F.cross_entropy(x[s:s + chunk] @ weight.T + bias, y[s:s + chunk],
                                  reduction="sum") for s in range(0, n, chunk))
         loss = float(ce / n + (weight * weight).sum() / (2 * C * n))
-    return LogisticFit(weight=weight, bias=bias, C=float(C), loss=loss, n_evals=evals)
+    return LogisticFit(weight=weight, bias=bias, C=float(C), loss=loss, n_iter=n_iter,
+                       n_evals=evals)
 
 
 def _class_indices(y: Any, n: int, device: torch.device) -> torch.Tensor:

@@ -75,10 +75,10 @@ def _knn(settings: KnnSettings, train_x, train_y, test_x, test_y) -> ProtocolRes
 
     predictions = knn_predict_many(train_x, train_y, test_x, ks=settings.ks,
                                    temperature=settings.temperature)
-    # k is capped at the train size; the metric name keeps the k that was asked for
-    return ProtocolResult([Metric(f"top1_k{k}",
-                                  float(np.mean(predictions[min(k, len(train_y))] == test_y)))
-                           for k in settings.ks])
+    # k is capped at the train size; the metric name keeps the k that was asked for.
+    # Accuracies are percentages, as in the papers' tables.
+    return ProtocolResult([Metric(f"top1_k{k}", 100.0 * float(np.mean(
+        predictions[min(k, len(train_y))] == test_y))) for k in settings.ks])
 
 
 def _linear(settings: LinearSettings, train_x, train_y, test_x, test_y) -> ProtocolResult:

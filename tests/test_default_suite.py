@@ -1,0 +1,28 @@
+"""The README's main job, as a user runs it: `vitbench eval` with no arguments, offline."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+@pytest.mark.slow
+def test_default_suite_runs_offline_and_writes_the_leaderboard(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VITBENCH_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "vitbench.cli", "eval"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = pd.read_csv(tmp_path / "leaderboards" / "measured" / "embedded.csv")
+    assert set(rows.model) == {"pixels", "test_vit", "vit_s16"}
+    assert set(rows.task) == {"digits_knn", "digits_linear", "shapes_knn", "shapes_linear"}
+    assert set(rows.weights) == {"none:none", "random:random"}
+    # 3 models x (4 kNN ks + linear top1/top5 on digits + 4 ks + top1 on shapes)
+    assert len(rows) == 3 * (4 + 2 + 4 + 1)
+    for model in ("pixels", "test_vit", "vit_s16"):  # every model beats chance on digits
+        knn = rows[(rows.model == model) & (rows.metric == "top1_k20") &
+                   (rows.task == "digits_knn")].value.item()
+        assert knn > 50
+    print(result.stdout)  # the leaderboard, visible with -s
+    assert "shapes_linear/top1" in result.stdout

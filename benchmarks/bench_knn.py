@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_limits
+
 from vitbench.evals import knn_classify, knn_predict_many
 
 T = 0.07

@@ -29,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
+
 from vitbench.evals import linear_probe
 from vitbench.evals.protocols.linear import DEFAULT_C_GRID, fit_logistic
 

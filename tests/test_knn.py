@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
-from vitbench.evals import knn_classify, knn_predict_many
 
 from vitbench.errors import VitbenchError
+from vitbench.evals import knn_classify, knn_predict_many
 
 T = 0.07
 

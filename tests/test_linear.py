@@ -8,10 +8,10 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from vitbench.evals import LinearProbeResult, linear_probe
-from vitbench.evals.protocols.linear import _stratified_split, fit_logistic
 
 from vitbench.errors import VitbenchError
+from vitbench.evals import LinearProbeResult, linear_probe
+from vitbench.evals.protocols.linear import _stratified_split, fit_logistic
 
 
 @pytest.fixture(autouse=True, scope="module")

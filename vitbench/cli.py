@@ -10,7 +10,6 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -50,9 +49,9 @@ def _table(records: list[dict], fmt: str) -> str:
 @app.command("list")
 @_handled
 def list_cmd(
-    family: Optional[str] = typer.Option(None, help="Only this family (vit, clip, eva02, ...)."),
-    supervision: Optional[str] = typer.Option(None, help="fully | weakly | self | none."),
-    backend: Optional[str] = typer.Option(None, help="timm | open_clip | transformers | pixels."),
+    family: str | None = typer.Option(None, help="Only this family (vit, clip, eva02, ...)."),
+    supervision: str | None = typer.Option(None, help="fully | weakly | self | none."),
+    backend: str | None = typer.Option(None, help="timm | open_clip | transformers | pixels."),
     fmt: str = typer.Option("table", "--format", help="table | csv | md."),
 ):
     """List the encoders of the zoo."""
@@ -97,20 +96,20 @@ def info_cmd(name: str):
 @app.command("eval")
 @_handled
 def eval_cmd(
-    model: Optional[str] = typer.Option(None, help="Comma-separated zoo names."),
-    task: Optional[str] = typer.Option(None, help="Comma-separated task names."),
-    weights: Optional[str] = typer.Option(None, help="random | PATH | TAG (default: published)."),
-    data_dir: Optional[str] = typer.Option(None, help="Data for real-data tasks."),
-    resolution: Optional[int] = typer.Option(None, help="Override the tasks' input size."),
+    model: str | None = typer.Option(None, help="Comma-separated zoo names."),
+    task: str | None = typer.Option(None, help="Comma-separated task names."),
+    weights: str | None = typer.Option(None, help="random | PATH | TAG (default: published)."),
+    data_dir: str | None = typer.Option(None, help="Data for real-data tasks."),
+    resolution: int | None = typer.Option(None, help="Override the tasks' input size."),
     device: str = typer.Option("cpu", help="cpu | cuda[:N]."),
     dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16."),
     batch_size: int = typer.Option(64, min=1),
     workers: int = typer.Option(0, min=0, help="Data-loader worker processes."),
-    cache_dir: Optional[str] = typer.Option(None, help="Feature cache (default ~/.cache/vitbench)."),
+    cache_dir: str | None = typer.Option(None, help="Feature cache (default ~/.cache/vitbench)."),
     no_cache: bool = typer.Option(False, help="Encode without reading or writing the cache."),
     skip_bad_images: bool = typer.Option(False, help="Skip undecodable images (and count them)."),
     set_: list[str] = typer.Option([], "--set", help="Protocol setting NAME=VALUE, e.g. ks=10,20."),
-    out: Optional[str] = typer.Option(None, help="Results CSV to append to."),
+    out: str | None = typer.Option(None, help="Results CSV to append to."),
     fmt: str = typer.Option("table", "--format", help="table | csv | md."),
 ):
     """Evaluate models on tasks. With no --model/--task: the embedded default suite."""
@@ -166,7 +165,7 @@ def _setting(text: str) -> tuple[str, object]:
 @app.command("leaderboard")
 @_handled
 def leaderboard_cmd(
-    results: Optional[list[str]] = typer.Option(None, help="Results CSV(s); default: every CSV "
+    results: list[str] | None = typer.Option(None, help="Results CSV(s); default: every CSV "
                                                           "in leaderboards/measured/."),
     fmt: str = typer.Option("table", "--format", help="table | csv | md."),
 ):

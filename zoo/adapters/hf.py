@@ -56,7 +56,7 @@ class HFEncoder(Encoder):
 
 
 def build(entry, request, resolution: int) -> HFEncoder:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
     spec = entry.spec

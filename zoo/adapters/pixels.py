@@ -14,7 +14,6 @@ from vitbench.contract import Encoder, ImageFeatures, LoadedWeights
 from vitbench.errors import VitbenchError
 from vitbench.zoo.transforms import make_transform
 
-
 NO_WEIGHTS = LoadedWeights("none", "none", "none")  # random, pretrained: all the same
 
 

@@ -41,7 +41,7 @@ def run_eval(plan: EvalPlan, on_rows: Callable[[list[ResultRow]], None] | None =
                                 "save_to_disk directory)")
     requests = [_request(m, plan.weights) for m in plan.models]  # unknown names fail here
     rows: list[ResultRow] = []
-    for model, request in zip(plan.models, requests):
+    for model, request in zip(plan.models, requests, strict=True):
         encoders: dict[int | None, Encoder] = {}  # one build per resolution
         for task in tasks:
             encoder = _encoder(model, request, _resolution(task, plan), plan, encoders)

@@ -349,11 +349,14 @@ def test_hf_single_dataset_and_bad_rows(tmp_path, hf_images):
     rows["img"][2] = {"bytes": b"\x89PNG broken", "path": None}
     table = datasets.Dataset.from_dict(rows, features=table.features)
     table.save_to_disk(tmp_path / "single")
-    loaded = get_dataset("hf", "test", tmp_path / "single")
+    loaded = get_dataset("hf", "train", tmp_path / "single")
     assert len(loaded) == 4 and loaded.image(1).getpixel((0, 0)) == GREEN
     with pytest.raises(BadImageError) as caught:
         loaded.image(2)
-    assert caught.value.path == "hf/test[2]"
+    assert caught.value.path == "hf/train[2]"
+    # an unsplit Dataset must not also serve as the test split (train == test leakage)
+    with pytest.raises(VitbenchError, match="DatasetDict"):
+        get_dataset("hf", "test", tmp_path / "single")
 
 
 def test_hf_column_overrides_and_string_labels(tmp_path, hf_images):

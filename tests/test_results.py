@@ -63,3 +63,6 @@ def test_pivot_keeps_the_latest_value_per_cell(tmp_path):
     with pytest.raises(VitbenchError, match="accepted"):
         render(table, "xml")
     assert pivot(pd.DataFrame()).empty
+    append_rows(path, [_row(model="a", metric="top5", value=1.0)])
+    assert "t/top5" in pivot(read_rows(path)).columns
+    assert list(pivot(read_rows(path), {"t": "top1"}).columns) == ["model", "weights", "t/top1"]

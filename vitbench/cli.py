@@ -134,7 +134,7 @@ def eval_cmd(
     rows = run_eval(plan, on_rows=_report)
     from vitbench.results import pivot, render, rows_frame
 
-    typer.echo(render(pivot(rows_frame(rows)), fmt))
+    typer.echo(render(pivot(rows_frame(rows), None if all_metrics else _main_metrics()), fmt))
     typer.echo(f"appended {len(rows)} rows to {out}", err=True)
 
 
@@ -168,6 +168,7 @@ def leaderboard_cmd(
     results: list[str] | None = typer.Option(None, help="Results CSV(s); default: every CSV "
                                                           "in leaderboards/measured/."),
     fmt: str = typer.Option("table", "--format", help="table | csv | md."),
+    all_metrics: bool = typer.Option(False, help="Every metric, not each task's main one."),
 ):
     """Pivot result rows into a leaderboard: one row per model and weights."""
     import pandas as pd
@@ -177,7 +178,14 @@ def leaderboard_cmd(
     paths = results or sorted(str(p) for p in MEASURED.glob("*.csv"))
     if not paths:
         raise VitbenchError(f"no results in {MEASURED}/; run `vitbench eval` or pass --results")
-    typer.echo(render(pivot(pd.concat([read_rows(p) for p in paths])), fmt))
+    rows = pd.concat([read_rows(p) for p in paths])
+    typer.echo(render(pivot(rows, None if all_metrics else _main_metrics()), fmt))
+
+
+def _main_metrics() -> dict[str, str]:
+    from vitbench.evals.tasks import list_tasks
+
+    return {t.name: t.main_metric for t in list_tasks()}
 
 
 def main() -> None:

@@ -105,11 +105,18 @@ def read_rows(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def pivot(rows: pd.DataFrame) -> pd.DataFrame:
-    """Leaderboard: one row per (model, weights), one column per task/metric, latest value."""
+def pivot(rows: pd.DataFrame, main_metrics: dict[str, str] | None = None) -> pd.DataFrame:
+    """Leaderboard: one row per (model, weights), one column per task/metric, latest value.
+
+    With `main_metrics` (task -> metric), only those columns are kept (tasks it does not
+    name keep all their metrics).
+    """
     if rows.empty:
         return pd.DataFrame()
     frame = rows.sort_values("timestamp").copy()
+    if main_metrics:
+        wanted = frame["task"].map(main_metrics)
+        frame = frame[wanted.isna() | (frame["metric"] == wanted)]
     frame["column"] = frame["task"] + "/" + frame["metric"]
     table = frame.pivot_table(index=["model", "weights"], columns="column", values="value",
                               aggfunc="last", sort=False)

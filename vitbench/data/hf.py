@@ -99,10 +99,10 @@ def _load_split(source: str | os.PathLike[str], split: str, name: str) -> tuple[
     if isinstance(loaded, datasets.DatasetDict):
         split = resolve_split(name, split, loaded)
         return loaded[split], split
-    # A single Dataset is one split. If it knows its split, hold requests to it; if not, it
-    # serves whichever split was asked for (the user pointed at it for that split).
-    if loaded.split is not None:
-        split = resolve_split(name, split, [str(loaded.split)])
+    # A single Dataset is one split. One that does not know its split is served as "train"
+    # only: serving it for every split would let a probe train and test on the same images.
+    split = resolve_split(name, split, [str(loaded.split or "train")],
+                          hint="save a DatasetDict with train and test/val splits to evaluate")
     return loaded, split
 
 

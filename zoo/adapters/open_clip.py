@@ -7,6 +7,8 @@ embedding, computed with open_clip's own `_embeds` / `transformer` / `_pool` ste
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +43,17 @@ class OpenClipEncoder(Encoder):
         return self.model.encode_text(self.tokenizer(texts).to(self.device))
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def source_for_tag(arch: str, tag: str) -> WeightsSource:
     import open_clip
 
@@ -61,7 +74,7 @@ def build(entry, request, resolution: int) -> OpenClipEncoder:
         if not spec.dynamic_resolution:
             raise VitbenchError(f"{spec.name} cannot run at {resolution} px")
         kwargs["force_image_size"] = resolution  # load_checkpoint resizes position embeddings
-    with seeded():
+    with seeded(), _quiet_root_logger():  # open_clip warns "randomly initialised" on root
         model = open_clip.create_model(spec.backend_id, pretrained=None, **kwargs)
     if path is not None:
         file = find_checkpoint(path, CHECKPOINT_FILES)

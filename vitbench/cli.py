@@ -111,6 +111,7 @@ def eval_cmd(
     set_: list[str] = typer.Option([], "--set", help="Protocol setting NAME=VALUE, e.g. ks=10,20."),
     out: str | None = typer.Option(None, help="Results CSV to append to."),
     fmt: str = typer.Option("table", "--format", help="table | csv | md."),
+    all_metrics: bool = typer.Option(False, help="Print every metric, not each task's main one."),
 ):
     """Evaluate models on tasks. With no --model/--task: the embedded default suite."""
     from vitbench.evals.tasks import DEFAULT_SUITE, get_task

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import time
-from collections.abc import Callable
 
-import faiss
 import numpy as np
 import torch
+from _common import best_time, limit_threads, machine_line
 from sklearn.neighbors import KNeighborsClassifier
-from threadpoolctl import threadpool_limits
 
 from vitbench.evals import knn_classify, knn_predict_many
 
@@ -42,27 +38,12 @@ def clustered_features(n_train: int, n_test: int, dim: int, classes: int, seed: 
     return (*draw(n_train), *draw(n_test))
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Fastest of `repeats` runs (seconds) and the last result."""
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
-
 
 def torch_bound(train_x: np.ndarray, test_x: np.ndarray, k: int) -> torch.Tensor:
     train = torch.nn.functional.normalize(torch.from_numpy(train_x), dim=1)
     test = torch.nn.functional.normalize(torch.from_numpy(test_x), dim=1)
     return (test @ train.T).topk(k, dim=1).indices
 
-
-def limit_threads(n: int) -> None:
-    """Give torch, the BLAS behind numpy/scikit-learn and faiss the same thread count."""
-    torch.set_num_threads(n)
-    threadpool_limits(n)  # stays in force: the handle is not used as a context
-    faiss.omp_set_num_threads(n)
 
 
 def main() -> None:
@@ -79,9 +60,7 @@ def main() -> None:
 
     train_x, train_y, test_x, test_y = clustered_features(
         args.n_train, args.n_test, args.dim, args.classes)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {args.threads} threads; "
-          f"torch {torch.__version__}; 1-min load average at start "
-          f"{os.getloadavg()[0]:.2f} (other work on the machine skews timings)")
+    print(machine_line(args.threads))
     print(f"train {train_x.shape}, test {test_x.shape}, {args.classes} classes, k={args.k}, "
           f"T={T}")
 

@@ -18,17 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import time
-from collections.abc import Callable
 
 import numpy as np
-import torch
+from _common import best_time, limit_threads, machine_line
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 from vitbench.evals import linear_probe
 from vitbench.evals.protocols.linear import DEFAULT_C_GRID, fit_logistic
@@ -62,15 +58,6 @@ def objective(x, y, weight, bias, C):
     ce = (log_z - logits[np.arange(len(y)), y]).mean()
     return ce + (np.asarray(weight, np.float64) ** 2).sum() / (2 * C * len(y))
 
-
-def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Fastest of `repeats` runs (seconds) and the last result: damps bursts of other work."""
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def fixed_c(train_x, train_y, test_x, test_y, C, repeats):
@@ -134,11 +121,6 @@ def run_problem(name, train_x, train_y, test_x, test_y, *, C, repeats):
     print(f"\nspeed ratio (scikit-learn / vitbench): {sk_s / ours_s:.2f}x")
 
 
-def limit_threads(n: int) -> None:
-    """Give torch and the BLAS behind numpy/scikit-learn the same thread count."""
-    torch.set_num_threads(n)
-    threadpool_limits(n)  # stays in force: the handle is not used as a context
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -147,9 +129,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     limit_threads(args.threads)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {args.threads} threads; "
-          f"torch {torch.__version__}; 1-min load average at start "
-          f"{os.getloadavg()[0]:.2f} (other work on the machine skews timings)")
+    print(machine_line(args.threads))
     # Pay torch's one-off optimizer import cost (~2 s) outside the timings.
     fit_logistic(np.eye(2), np.arange(2), 1.0)
 

@@ -41,3 +41,27 @@ def test_lists():
     assert {"pixels", "test_vit", "vit_s16", "eva02_l", "clip_b32"} <= set(vitbench.list_models())
     assert vitbench.list_models(family="eva02") == ["eva02_t", "eva02_s", "eva02_b", "eva02_l"]
     assert {"digits_knn", "imagenet_linear", "cifar100_knn"} <= set(vitbench.list_tasks())
+
+
+def test_real_data_task_from_a_save_to_disk_directory(tmp_path):
+    """cifar10_knn on a DatasetDict saved with save_to_disk, as `--data-dir DIR` reads it."""
+    import datasets
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        labels = rng.integers(0, 2, n)
+        images = [Image.fromarray(np.full((12, 12, 3), (200, 30, 30) if y else (30, 30, 200),
+                                          np.uint8) + rng.integers(0, 20, (12, 12, 3), np.uint8))
+                  for y in labels]
+        features = datasets.Features({"img": datasets.Image(),
+                                      "label": datasets.ClassLabel(names=["blue", "red"])})
+        return datasets.Dataset.from_dict({"img": images, "label": labels.tolist()},
+                                          features=features)
+
+    datasets.DatasetDict({"train": split(20), "test": split(10)}).save_to_disk(tmp_path / "c10")
+    frame = vitbench.evaluate("pixels", "cifar10_knn", data_dir=str(tmp_path / "c10"),
+                              resolution=8, ks=(3,), cache_dir=str(tmp_path / "cache"))
+    assert frame.n_train.item() == 20 and frame.n_eval.item() == 10
+    assert frame.value.item() == 100.0  # colour separates the classes perfectly

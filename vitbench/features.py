@@ -201,10 +201,10 @@ def _assemble(parts: list[_Part], kinds, options: ExtractOptions, key: str, hit:
     bad = [b for p in parts for b in p.bad]
     if bad and not options.skip_bad_images:  # cached by a run that skipped them
         raise BadImageError(bad[0], "undecodable (skipped when these features were cached)")
-    arrays = {k: np.concatenate([p.arrays[k] for p in parts if len(p.arrays["index"])])
-              for k in (*kinds, "index")} if any(len(p.arrays["index"]) for p in parts) else None
-    if arrays is None:
+    parts = [p for p in parts if len(p.arrays["index"])]  # shards whose images were all bad
+    if not parts:
         raise VitbenchError("no image of this dataset split could be decoded")
+    arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in (*kinds, "index")}
     return FeatureSet(**arrays, n_bad=len(bad), cache_hit=hit, seconds=seconds, key=key)
 
 

@@ -25,6 +25,7 @@ class Supervision(str, enum.Enum):
     WEAKLY = "weakly"  # image-text pairs
     SELF = "self"  # no labels
     NONE = "none"  # baselines with nothing learned (raw pixels)
+    UNKNOWN = "unknown"  # bring-your-own models: vitbench cannot know how they were trained
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class WeightsSource:
     hf_hub_id: str | None = None  # Hugging Face repo that holds them
     filenames: tuple[str, ...] = ()  # candidate files in that repo, preferred first
     size_mb: float = 0.0  # approximate download size, for the "how to supply" message
+    local: str | None = None  # weights that live in a local directory (bring-your-own hf:)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class Entry:
 
 
 _REGISTRY: dict[str, Entry] = {}
+_CUSTOM: dict[str, Entry] = {}
 
 
 def register(spec: EncoderSpec, **build_args) -> EncoderSpec:
@@ -51,10 +52,17 @@ def _ensure_loaded() -> None:
 
 
 def get_entry(name: str) -> Entry:
+    """A zoo entry, or a bring-your-own `timm:` / `open_clip:` / `hf:` model (zoo/custom.py)."""
     _ensure_loaded()
-    if name not in _REGISTRY:
-        raise UnknownNameError("model", name, _REGISTRY)
-    return _REGISTRY[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" in name:
+        if name not in _CUSTOM:  # deriving the spec builds the model on the meta device
+            from vitbench.zoo.custom import custom_entry
+
+            _CUSTOM[name] = custom_entry(name)
+        return _CUSTOM[name]
+    raise UnknownNameError("model", name, _REGISTRY)
 
 
 def get_spec(name: str) -> EncoderSpec:

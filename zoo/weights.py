@@ -178,6 +178,8 @@ def resolve(spec: EncoderSpec, request: WeightsRequest,
     if request.kind == "file":
         return request.path, file_weights(request.path)
     source = spec.weights if request.tag == spec.weights.tag else source_for_tag(request.tag)
+    if source.local:
+        return Path(source.local), file_weights(Path(source.local))
     path = hub_file(spec, source)
     # hub cache paths are .../snapshots/<commit>/<file>: the commit pins the content cheaply
     return path, LoadedWeights("hub", request.tag, f"{source.hf_hub_id}@{path.parent.name}")

@@ -15,7 +15,6 @@ from vitbench.contract import Encoder, EncoderSpec, resolve_device, resolve_dtyp
 from vitbench.errors import UnknownNameError, VitbenchError
 from vitbench.zoo.weights import WeightsRequest, parse_pretrained
 
-_FAMILY_MODULES = ("baselines", "vit", "dinov2", "mae", "clip", "siglip", "eva")
 ADAPTERS = {  # backend -> module with `build(entry, request, resolution) -> Encoder`
     "pixels": "vitbench.zoo.adapters.pixels",
     "timm": "vitbench.zoo.adapters.timm",
@@ -47,8 +46,14 @@ def register(spec: EncoderSpec, **build_args) -> EncoderSpec:
 
 
 def _ensure_loaded() -> None:
-    for module in _FAMILY_MODULES:
-        importlib.import_module(f"vitbench.zoo.families.{module}")
+    """Import every family module once (each registers its entries at import)."""
+    import pkgutil
+
+    from vitbench.zoo import families
+
+    for info in pkgutil.iter_modules(families.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"vitbench.zoo.families.{info.name}")
 
 
 def get_entry(name: str) -> Entry:

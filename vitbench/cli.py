@@ -53,17 +53,15 @@ def list_cmd(
     supervision: str | None = typer.Option(None, help="fully | weakly | self | none."),
     backend: str | None = typer.Option(None, help="timm | open_clip | transformers | pixels."),
     fmt: str = typer.Option("table", "--format", help="table | csv | md."),
+    long: bool = typer.Option(False, "--long", help="Also backend id, data, paper, license."),
 ):
     """List the encoders of the zoo."""
     from vitbench.zoo.registry import list_models
 
-    records = [{"name": s.name, "family": s.family, "supervision": s.supervision.value,
-                "backend": s.backend, "params_m": s.params_m, "resolution": s.input_size,
-                "embed_dim": s.embed_dim, "weights": s.weights.tag}
-               for s in list_models(family, supervision, backend)]
-    if not records:
+    specs = list_models(family, supervision, backend)
+    if not specs:
         raise VitbenchError("no encoder matches these filters")
-    typer.echo(_table(records, fmt))
+    typer.echo(_table([s.summary(long) for s in specs], fmt))
 
 
 @app.command("tasks")

@@ -71,6 +71,19 @@ class EncoderSpec:
     def has_text(self) -> bool:
         return self.projection_dim is not None
 
+    def summary(self, long: bool = False) -> dict[str, Any]:
+        """One row of `vitbench list` (and, with long=True, of docs/zoo.md)."""
+        row = {"name": self.name, "family": self.family, "supervision": self.supervision.value,
+               "backend": self.backend, "params_m": self.params_m,
+               "resolution": self.input_size, "embed_dim": self.embed_dim,
+               "weights": self.weights.tag}
+        if long:
+            row.update({"backend_id": self.backend_id, "hub": self.weights.hf_hub_id or "",
+                        "patch": self.patch_size or "", "proj_dim": self.projection_dim or "",
+                        "data": self.pretraining_data, "paper": self.paper,
+                        "license": self.license})
+        return row
+
     def to_record(self) -> dict[str, Any]:
         """Flat dict for tables and `vitbench info`."""
         record = asdict(self)

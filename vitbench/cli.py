@@ -107,6 +107,9 @@ def eval_cmd(
     no_cache: bool = typer.Option(False, help="Encode without reading or writing the cache."),
     skip_bad_images: bool = typer.Option(False, help="Skip undecodable images (and count them)."),
     set_: list[str] = typer.Option([], "--set", help="Protocol setting NAME=VALUE, e.g. ks=10,20."),
+    layers: str | None = typer.Option(None, help="Probe these blocks, e.g. -4,-3,-2,-1."),
+    pooling: str | None = typer.Option(None, help="cls | mean | cls+mean (with --layers; "
+                                                  "default cls)."),
     out: str | None = typer.Option(None, help="Results CSV to append to."),
     fmt: str = typer.Option("table", "--format", help="table | csv | md."),
     all_metrics: bool = typer.Option(False, help="Print every metric, not each task's main one."),
@@ -126,7 +129,7 @@ def eval_cmd(
     out = out or str(MEASURED / ("embedded.csv" if embedded else "results.csv"))
     plan = EvalPlan(models=models, tasks=tasks, weights=weights, data_dir=data_dir,
                     resolution=resolution, device=device, dtype=dtype, out=out,
-                    overrides=dict(_setting(s) for s in set_),
+                    overrides={**dict(_setting(s) for s in set_), **_feature(layers, pooling)},
                     options=ExtractOptions(batch_size=batch_size, num_workers=workers,
                                            skip_bad_images=skip_bad_images, cache_dir=cache_dir,
                                            use_cache=not no_cache, progress=sys.stderr.isatty()))
@@ -144,6 +147,13 @@ def _report(rows) -> None:
     bad = f", skipped {first.n_bad_images} bad images" if first.n_bad_images else ""
     typer.echo(f"{first.model} [{first.weights}, {first.resolution}px] {first.task}: {metrics} "
                f"({cached}, protocol {first.protocol_seconds:.1f}s{bad})", err=True)
+
+
+def _feature(layers: str | None, pooling: str | None) -> dict:
+    """--layers/--pooling as the protocols' `feature` setting ("cls+mean@-4,-3,-2,-1")."""
+    if layers is None and pooling is None:
+        return {}
+    return {"feature": f"{pooling or 'cls'}@{layers or '-1'}"}
 
 
 def _setting(text: str) -> tuple[str, object]:

@@ -106,6 +106,21 @@ class LoadedWeights:
 
 
 @dataclass
+class LayerOutput:
+    """One transformer block's output, after the final norm (as DINOv2's linear eval reads it).
+
+    Attributes:
+        index: the block index as requested (negative counts from the last block).
+        cls: (B, D) class token, or None for models without one.
+        tokens: (B, N, D) patch tokens (class and register tokens removed).
+    """
+
+    index: int
+    cls: torch.Tensor | None
+    tokens: torch.Tensor
+
+
+@dataclass
 class ImageFeatures:
     """What `encode_image` returns, always.
 
@@ -115,11 +130,13 @@ class ImageFeatures:
         tokens: (B, N, D_tok) patch tokens without prefix (class/register) tokens, or None for
             encoders that have none.
         projected: (B, P) joint image-text space embedding for dual encoders, else None.
+        layers: per-block outputs when `encode_image(..., layers=[...])` asked for them.
     """
 
     pooled: torch.Tensor
     tokens: torch.Tensor | None = None
     projected: torch.Tensor | None = None
+    layers: tuple[LayerOutput, ...] = ()
 
     def get(self, kind: str) -> torch.Tensor:
         value = getattr(self, kind, None) if kind in FEATURE_KINDS else None
@@ -150,7 +167,8 @@ class Encoder(ABC):
     dtype: torch.dtype = torch.float32
 
     @abstractmethod
-    def _forward(self, pixels: torch.Tensor) -> ImageFeatures: ...
+    def _forward(self, pixels: torch.Tensor, layers: tuple[int, ...] = ()) -> ImageFeatures:
+        """Final features, plus the blocks in `layers` (adapters that cannot: `_no_layers`)."""
 
     @abstractmethod
     def modules(self) -> list[torch.nn.Module]:
@@ -158,6 +176,12 @@ class Encoder(ABC):
 
     def _text(self, texts: Sequence[str]) -> torch.Tensor:
         raise VitbenchError(f"{self.spec.name} has no text tower (it is an image-only encoder)")
+
+    def _no_layers(self, layers: tuple[int, ...]) -> None:
+        if layers:
+            raise VitbenchError(f"{self.spec.name}: per-layer features are available for "
+                                f"timm ViT-style encoders; not yet for the {self.spec.backend} "
+                                "backend")
 
     # -- public surface ------------------------------------------------------------------
 
@@ -170,13 +194,24 @@ class Encoder(ABC):
         return self
 
     @torch.inference_mode()
-    def encode_image(self, pixels: torch.Tensor) -> ImageFeatures:
-        """Encode a preprocessed batch (B, 3, H, W); features come back as fp32 on CPU."""
+    def encode_image(self, pixels: torch.Tensor, layers: Sequence[int] = ()) -> ImageFeatures:
+        """Encode a preprocessed batch (B, 3, H, W); features come back as fp32 on CPU.
+
+        Args:
+            pixels: images after `transform`, stacked.
+            layers: block indices whose outputs to add as `ImageFeatures.layers`
+                (e.g. [-4, -3, -2, -1], as DINOv2 probes its last four blocks).
+        """
         pixels = pixels.to(self.device, non_blocking=True)
         with self._autocast():
-            out = self._forward(pixels)
-        return ImageFeatures(*(None if t is None else t.float().cpu() for t in
-                               (out.pooled, out.tokens, out.projected)))
+            out = self._forward(pixels, tuple(layers))
+
+        def cpu(t):
+            return None if t is None else t.float().cpu()
+
+        return ImageFeatures(cpu(out.pooled), cpu(out.tokens), cpu(out.projected),
+                             tuple(LayerOutput(lo.index, cpu(lo.cls), cpu(lo.tokens))
+                                   for lo in out.layers))
 
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:

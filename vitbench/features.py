@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +63,58 @@ class FeatureSet:
     seconds: float = 0.0  # encoding time of this call (0 on a full cache hit)
     key: str = ""
 
+    views: dict[str, np.ndarray] = field(default_factory=dict)  # FeatureView kinds
+
     def get(self, kind: str) -> np.ndarray:
-        value = getattr(self, kind, None) if kind in FEATURE_KINDS else None
+        value = getattr(self, kind, None) if kind in FEATURE_KINDS else self.views.get(kind)
         if value is None:
             raise VitbenchError(f"no {kind!r} features were extracted")
         return value
+
+
+POOLINGS = ("cls", "mean", "cls+mean")
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """A vector per image built from block outputs: `pooling` of each of `layers`, concatenated.
+
+    Written as a feature kind "<pooling>@<layers>", e.g. "cls@-1", "mean@-1" or
+    "cls+mean@-4,-3,-2,-1" (DINOv2-style probing of the last four blocks). The plain kinds
+    "pooled", "tokens" and "projected" are the encoder's own outputs.
+    """
+
+    pooling: str
+    layers: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, kind: str) -> FeatureView | None:
+        """The view a kind names, None for the plain kinds; a one-line error if malformed."""
+        if kind in FEATURE_KINDS:
+            return None
+        pooling, at, layers = kind.partition("@")
+        try:
+            indices = tuple(int(i) for i in layers.split(",")) if at else (-1,)
+        except ValueError:
+            indices = ()
+        if pooling not in POOLINGS or not indices:
+            raise VitbenchError(f"unknown feature kind {kind!r}; accepted: "
+                                f"{', '.join(FEATURE_KINDS)}, or <{'|'.join(POOLINGS)}>@<layers> "
+                                "such as cls+mean@-4,-3,-2,-1")
+        return cls(pooling, indices)
+
+    def select(self, feats: ImageFeatures, name: str) -> torch.Tensor:
+        by_index = {layer.index: layer for layer in feats.layers}
+        parts = []
+        for index in self.layers:
+            layer = by_index[index]
+            if "cls" in self.pooling:
+                if layer.cls is None:
+                    raise VitbenchError(f"{name} has no class token: use mean@<layers>")
+                parts.append(layer.cls)
+            if "mean" in self.pooling:
+                parts.append(layer.tokens.mean(dim=1))
+        return torch.cat(parts, dim=1)
 
 
 def cache_key(encoder: Encoder, dataset: ImageDataset, kinds: tuple[str, ...]) -> tuple[str, dict]:
@@ -91,9 +138,8 @@ def cache_key(encoder: Encoder, dataset: ImageDataset, kinds: tuple[str, ...]) -
 def extract_features(encoder: Encoder, dataset: ImageDataset, kinds: tuple[str, ...] = ("pooled",),
                      options: ExtractOptions = ExtractOptions()) -> FeatureSet:
     """Encode a dataset split once; later calls with the same key read the cache."""
-    unknown = set(kinds) - set(FEATURE_KINDS)
-    if unknown:
-        raise VitbenchError(f"unknown feature kind(s) {sorted(unknown)}; accepted: {FEATURE_KINDS}")
+    for kind in kinds:
+        FeatureView.parse(kind)  # reject malformed kinds before any work
     key, fields = cache_key(encoder, dataset, tuple(kinds))
     if not options.use_cache:
         start = time.perf_counter()
@@ -132,6 +178,8 @@ def _encode_range(encoder: Encoder, dataset: ImageDataset, kinds, rows: range,
         pin_memory=encoder.device.type == "cuda")
     from tqdm.auto import tqdm
 
+    views = {kind: FeatureView.parse(kind) for kind in kinds}
+    layers = tuple(sorted({i for v in views.values() if v for i in v.layers}))
     chunks: dict[str, list[np.ndarray]] = {k: [] for k in (*kinds, "index")}
     bad: list[str] = []
     desc = f"encode {encoder.spec.name} {dataset.name}/{dataset.split} [{rows.start}:{rows.stop}]"
@@ -142,9 +190,10 @@ def _encode_range(encoder: Encoder, dataset: ImageDataset, kinds, rows: range,
         bad += [e.path for e in errors]
         if pixels is None:
             continue
-        feats = encoder.encode_image(pixels)
-        for kind in kinds:
-            chunks[kind].append(feats.get(kind).numpy())
+        feats = encoder.encode_image(pixels, layers=layers)
+        for kind, view in views.items():
+            value = feats.get(kind) if view is None else view.select(feats, encoder.spec.name)
+            chunks[kind].append(value.numpy())
         chunks["index"].append(index)
     arrays = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in chunks.items()}
     arrays["index"] = arrays["index"].astype(np.int64)
@@ -205,7 +254,9 @@ def _assemble(parts: list[_Part], kinds, options: ExtractOptions, key: str, hit:
     if not parts:
         raise VitbenchError("no image of this dataset split could be decoded")
     arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in (*kinds, "index")}
-    return FeatureSet(**arrays, n_bad=len(bad), cache_hit=hit, seconds=seconds, key=key)
+    views = {k: arrays.pop(k) for k in kinds if k not in FEATURE_KINDS}
+    return FeatureSet(**arrays, views=views, n_bad=len(bad), cache_hit=hit, seconds=seconds,
+                      key=key)
 
 
 def encode_images(encoder: Encoder, images, batch_size: int = 64) -> ImageFeatures:

@@ -31,7 +31,8 @@ class HFEncoder(Encoder):
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
 
-    def _forward(self, pixels: torch.Tensor) -> ImageFeatures:
+    def _forward(self, pixels: torch.Tensor, layers: tuple[int, ...] = ()) -> ImageFeatures:
+        self._no_layers(layers)
         vision = getattr(self.model, "vision_model", self.model)
         out = vision(pixel_values=pixels,
                      interpolate_pos_encoding=self.resolution != self.spec.input_size)

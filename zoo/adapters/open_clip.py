@@ -30,7 +30,8 @@ class OpenClipEncoder(Encoder):
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
 
-    def _forward(self, pixels: torch.Tensor) -> ImageFeatures:
+    def _forward(self, pixels: torch.Tensor, layers: tuple[int, ...] = ()) -> ImageFeatures:
+        self._no_layers(layers)
         visual = self.model.visual
         if not hasattr(visual, "_pool"):  # timm / ModifiedResNet towers expose only the output
             projected = self.model.encode_image(pixels)

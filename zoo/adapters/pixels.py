@@ -24,7 +24,8 @@ class PixelsEncoder(Encoder):
     def modules(self) -> list[torch.nn.Module]:
         return []
 
-    def _forward(self, pixels: torch.Tensor) -> ImageFeatures:
+    def _forward(self, pixels: torch.Tensor, layers: tuple[int, ...] = ()) -> ImageFeatures:
+        self._no_layers(layers)
         b, c, _, _ = pixels.shape
         p = self.patch_size
         patches = torch.nn.functional.unfold(pixels, kernel_size=p, stride=p)  # (B, C*p*p, N)

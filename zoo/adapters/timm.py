@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vitbench.contract import Encoder, ImageFeatures, WeightsSource
+from vitbench.contract import Encoder, ImageFeatures, LayerOutput, WeightsSource
 from vitbench.errors import VitbenchError
 from vitbench.zoo.transforms import make_transform
 from vitbench.zoo.weights import find_checkpoint, resolve, seeded
@@ -22,10 +22,32 @@ class TimmEncoder(Encoder):
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
 
-    def _forward(self, pixels: torch.Tensor) -> ImageFeatures:
-        feats = self.model.forward_features(pixels)
+    def _forward(self, pixels: torch.Tensor, layers: tuple[int, ...] = ()) -> ImageFeatures:
+        if layers:
+            feats, outputs = self._intermediates(pixels, layers)
+        else:
+            feats, outputs = self.model.forward_features(pixels), ()
         pooled = self.model.forward_head(feats, pre_logits=True)
-        return ImageFeatures(pooled=pooled, tokens=patch_tokens(self.model, feats))
+        return ImageFeatures(pooled=pooled, tokens=patch_tokens(self.model, feats),
+                             layers=outputs)
+
+    def _intermediates(self, pixels, layers):
+        """One pass for the final features and the requested blocks (timm's own API)."""
+        blocks = len(getattr(self.model, "blocks", ()))
+        if not blocks or any(not -blocks <= i < blocks for i in layers):
+            raise VitbenchError(f"{self.spec.name}: layers must be block indices in "
+                                f"[-{blocks}, {blocks - 1}] of a ViT-style model, got {layers}")
+        wanted = sorted({i % blocks for i in layers})
+        try:
+            feats, outs = self.model.forward_intermediates(
+                pixels, indices=wanted, norm=True, output_fmt="NLC", return_prefix_tokens=True)
+        except TypeError as exc:  # hierarchical models have no prefix tokens / NLC output
+            raise VitbenchError(f"{self.spec.name}: per-layer features need a ViT-style "
+                                "model") from exc
+        by_block = dict(zip(wanted, outs, strict=True))
+        return feats, tuple(
+            LayerOutput(i, prefix[:, 0] if prefix.shape[1] else None, tokens)
+            for i in layers for tokens, prefix in [by_block[i % blocks]])
 
 
 def patch_tokens(model: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import pytest
 def test_default_suite_runs_offline_and_writes_the_leaderboard(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VITBENCH_CACHE": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, "-m", "vitbench.cli", "eval"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=900)
+                            env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = pd.read_csv(tmp_path / "leaderboards" / "measured" / "embedded.csv")
     assert set(rows.model) == {"pixels", "test_vit", "vit_s16"}

@@ -107,8 +107,9 @@ def _meta_backend(spec):
     if spec.backend == "open_clip":
         import open_clip
 
-        return open_clip.create_model(spec.backend_id, pretrained=None, device="meta",
-                                      **entry.build_args)
+        with torch.device("meta"):  # device="meta" alone initialises on the CPU first
+            return open_clip.create_model(spec.backend_id, pretrained=None, device="meta",
+                                          **entry.build_args)
     from transformers import AutoConfig, AutoModel
 
     with torch.device("meta"):

@@ -80,7 +80,8 @@ def _open_clip(name: str, ref: str):
     if tag and not pretrained:
         tags = [t for a, t in open_clip.list_pretrained() if a == arch]
         raise VitbenchError(f"open_clip has no weights {tag!r} for {arch}; tags: {', '.join(tags)}")
-    model = open_clip.create_model(arch, pretrained=None, device="meta")
+    with torch.device("meta"):  # device="meta" alone initialises on the CPU first
+        model = open_clip.create_model(arch, pretrained=None, device="meta")
     vision = config["vision_cfg"]
     native = hasattr(model.visual, "_pool")  # open_clip's own ViT: pooled is pre-projection
     image_size = vision.get("image_size", 224)

@@ -48,13 +48,37 @@ def test_views_concatenate_the_pooled_layers():
             FeatureView.parse(bad)
 
 
+def test_open_clip_layers_equal_its_blocks_by_hand():
+    encoder = vitbench.load("clip_b32", pretrained=False, resolution=64)
+    visual = encoder.model.visual
+    x = torch.randn(2, 3, 64, 64)
+    feats = encoder.encode_image(x, layers=[3, -1])
+    torch.testing.assert_close(feats.pooled, encoder.encode_image(x).pooled)
+    with torch.no_grad():
+        h = visual.ln_pre(torch.cat([visual.class_embedding.expand(2, 1, -1),
+                                     visual.conv1(x).flatten(2).transpose(1, 2)], dim=1)
+                          + visual.positional_embedding)
+        by_block = []
+        for block in visual.transformer.resblocks:
+            h = block(h)
+            by_block.append(visual.ln_post(h))
+    for layer, block in zip(feats.layers, (3, 11), strict=True):
+        torch.testing.assert_close(layer.cls, by_block[block][:, 0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(layer.tokens, by_block[block][:, 1:], rtol=1e-5, atol=1e-5)
+    # the last block's patch tokens are the final tokens
+    torch.testing.assert_close(feats.layers[1].tokens, feats.tokens, rtol=1e-5, atol=1e-5)
+
+
 def test_layers_outside_the_model_or_backend_are_clear_errors():
     with pytest.raises(VitbenchError, match="block indices"):
         vitbench.load("test_vit", pretrained=False).encode_image(torch.randn(1, 3, 160, 160),
                                                                  layers=[12])
-    with pytest.raises(VitbenchError, match="open_clip backend"):
-        vitbench.load("clip_b32", pretrained=False).encode_image(torch.randn(1, 3, 224, 224),
-                                                                 layers=[-1])
+    with pytest.raises(VitbenchError, match="hierarchical"):
+        vitbench.load("convnext_t", pretrained=False, resolution=32).encode_image(
+            torch.randn(1, 3, 32, 32), layers=[-1])
+    with pytest.raises(VitbenchError, match="not for this open_clip architecture"):
+        vitbench.load("clip_rn50", pretrained=False).encode_image(torch.randn(1, 3, 224, 224),
+                                                                  layers=[-1])
 
 
 def test_cli_layers_and_pooling_are_recorded(tmp_path):

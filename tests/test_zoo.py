@@ -1,67 +1,128 @@
-"""Zoo parity: every entry, loaded through vitbench from weights saved on disk in its backend's
-format, equals the backend model itself on the same input; and its spec states the facts."""
+"""Zoo parity and facts, parametrized over the whole registry.
+
+Parity: every entry backed by a library (timm, open_clip, transformers), loaded through
+vitbench from weights saved on disk in the backend's own format, equals the backend model
+itself on the same input (pooled, tokens, projected; 1e-5 in fp32). Entries sharing one
+architecture share one parity run (the code path is the same; only weights and preprocessing
+facts differ, which the facts tests check). Facts: every entry, on the meta device (no memory,
+no compute), states its params, dims, GFLOPs and preprocessing truthfully, and returns the
+ImageFeatures contract. Reference implementations (backend "reference") get their golden
+tests in their own files (tests/test_zoo_<family>.py).
+"""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
+from torch.utils.flop_counter import FlopCounterMode
 
 import vitbench
 from vitbench.contract import ImageFeatures
 from vitbench.errors import VitbenchError
-from vitbench.zoo.registry import get_entry, list_models
+from vitbench.zoo.registry import build, get_entry, list_models
+from vitbench.zoo.weights import WeightsRequest
 
 ENTRIES = [s.name for s in list_models() if s.backend != "pixels"]
-GIANT_M = 700  # above this, parity would need tens of GB and minutes: spec facts on meta only
+LIBRARY_BACKENDS = ("timm", "open_clip", "transformers")
+PARITY_SIZE = 224  # ViTs whose position embeddings resample run parity at most at this size
+# cost = whole-model params (M, text tower included) x (size / 224)^2, roughly 0.1 s per unit
+# on two cores. The cheapest entry of each code path always runs: in the fast suite if it costs
+# at most FAST_COST, else with -m slow (SAM's 1024 px encoder). Other architectures run with
+# -m slow up to SLOW_COST; beyond it (H/14 and SO400M towers, 384+ px SigLIPs, the giants) a
+# parity run takes minutes and many GB here, and their facts are checked on meta only.
+FAST_COST = 260
+SLOW_COST = 500
+GIANT_M = 700
 
 
-def _parity_param(name):
-    """Small entries at small sizes run in the fast suite; big ones are marked slow."""
-    spec = get_entry(name).spec
-    fast = spec.params_m <= 100 and spec.input_size <= 256
-    return pytest.param(name, marks=() if fast else pytest.mark.slow)
+def _parity_size(spec) -> int:
+    return min(spec.input_size, PARITY_SIZE) if spec.dynamic_resolution else spec.input_size
 
 
-PARITY = [_parity_param(n) for n in ENTRIES if get_entry(n).spec.params_m <= GIANT_M]
+def _code_path(entry) -> tuple:
+    """Which backend code computes an entry's features: the timm model module, open_clip's
+    tower kind, or the transformers model type. One entry per code path runs in the fast
+    suite; the others exercise the same code with more parameters (-m slow)."""
+    spec = entry.spec
+    if spec.backend == "timm":
+        from timm.models import model_entrypoint
+
+        return spec.backend, model_entrypoint(spec.backend_id).__module__
+    if spec.backend == "open_clip":
+        import open_clip
+        from timm.models import model_entrypoint
+
+        vision = open_clip.get_model_config(spec.backend_id)["vision_cfg"]
+        if "timm_model_name" in vision:
+            return spec.backend, model_entrypoint(vision["timm_model_name"]).__module__
+        resnet = isinstance(vision["layers"], list)
+        return spec.backend, "resnet" if resnet else "vit", bool(vision.get("attentional_pool"))
+    return spec.backend, entry.build_args["config"]["model_type"]
 
 
-def _reference(name: str, directory):
-    """Build the backend model independently (other seed), save it in the backend's own
-    format, and return (path to load, function computing the backend's features)."""
-    spec = get_entry(name).spec
+def _parity_params():
+    """One parity run per architecture, fast for the cheapest entry of each code path."""
+    by_arch = {}
+    for name in ENTRIES:
+        entry = get_entry(name)
+        spec = entry.spec
+        whole = spec.weights.size_mb / 4 or spec.params_m  # no published file: the tower
+        cost = whole * (_parity_size(spec) / 224) ** 2
+        if spec.backend in LIBRARY_BACKENDS and spec.params_m <= GIANT_M:
+            by_arch.setdefault((spec.backend, spec.backend_id, repr(entry.build_args)),
+                               (cost, name, _code_path(entry)))
+    cheapest = {}
+    for cost, name, path in sorted(by_arch.values()):
+        cheapest.setdefault(path, (cost, name))
+    first = {name for _, name in cheapest.values()}
+    fast = {name for cost, name in cheapest.values() if cost <= FAST_COST}
+    return [pytest.param(name, marks=() if name in fast else pytest.mark.slow)
+            for cost, name, _ in by_arch.values() if name in first or cost <= SLOW_COST]
+
+
+def _tokens(model, feats):
+    """Patch tokens from a timm forward_features output, written out independently of the
+    adapter: drop prefix tokens of a sequence, flatten a feature map (NHWC or NCHW)."""
+    if feats.ndim == 3:
+        return feats[:, model.num_prefix_tokens:]
+    if feats.shape[-1] == model.num_features and feats.shape[1] != model.num_features:
+        return feats.flatten(1, 2)
+    return feats.flatten(2).transpose(1, 2)
+
+
+def _reference(name: str, directory, size: int):
+    """Build the backend model independently (other seed) at `size`, save it in the backend's
+    own format, and return (path to load, function computing the backend's features)."""
+    entry = get_entry(name)
+    spec = entry.spec
     torch.manual_seed(1234)
     if spec.backend == "timm":
         import timm
 
-        model = timm.create_model(f"{spec.backend_id}.{spec.weights.tag}", pretrained=False).eval()
+        kwargs = {"img_size": size} if size != spec.input_size else {}
+        model = timm.create_model(f"{spec.backend_id}.{spec.weights.tag}", pretrained=False,
+                                  **kwargs).eval()
         save_file({k: v.contiguous() for k, v in model.state_dict().items()},
                   directory / "model.safetensors")
 
         def features(x):
             feats = model.forward_features(x)
-            return ImageFeatures(model.forward_head(feats, pre_logits=True),
-                                 feats[:, model.num_prefix_tokens:])
-        return directory, model, features
+            return ImageFeatures(model.forward_head(feats, pre_logits=True), _tokens(model, feats))
+        return directory, features
     if spec.backend == "open_clip":
         import open_clip
 
-        model = open_clip.create_model(spec.backend_id, pretrained=None).eval()
-        save_file(model.state_dict(), directory / "open_clip_model.safetensors")
-
-        def features(x):
-            projected = model.encode_image(x)
-            proj, model.visual.proj = model.visual.proj, None  # the tower's pre-projection output
-            model.visual.output_tokens = True
-            pooled, tokens = model.visual(x)
-            model.visual.proj, model.visual.output_tokens = proj, False
-            return ImageFeatures(pooled, tokens, projected)
-        return directory / "open_clip_model.safetensors", model, features
+        kwargs = {"force_image_size": size} if size != spec.input_size else {}
+        model = open_clip.create_model(spec.backend_id, pretrained=None, **entry.build_args,
+                                       **kwargs).eval()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                  directory / "open_clip_model.safetensors")
+        return directory / "open_clip_model.safetensors", lambda x: _open_clip_features(model, x)
     if spec.backend == "transformers":
         from transformers import AutoConfig, AutoModel
 
-        config = AutoConfig.for_model(**get_entry(name).build_args["config"])
-        model = AutoModel.from_config(config).eval()
+        model = AutoModel.from_config(AutoConfig.for_model(**entry.build_args["config"])).eval()
         model.save_pretrained(directory)
 
         def features(x):
@@ -69,16 +130,39 @@ def _reference(name: str, directory):
             projected = model.get_image_features(pixel_values=x)
             projected = getattr(projected, "pooler_output", projected)
             return ImageFeatures(out.pooler_output, out.last_hidden_state, projected)
-        return directory, model, features
+        return directory, features
     raise AssertionError(spec.backend)
 
 
-@pytest.mark.parametrize("name", PARITY)
+def _open_clip_features(model, x):
+    """open_clip's own outputs. projected: encode_image unnormalised (CoCa normalises by
+    default). pooled: the tower before its projection; tokens: the patch tokens."""
+    visual = model.visual
+    projected = model.encode_image(x, normalize=False)
+    if hasattr(visual, "trunk"):  # timm trunk: pre-logits of the trunk, its own tokens
+        feats = visual.trunk.forward_features(x)
+        pooled = visual.trunk.forward_head(feats, pre_logits=True)
+        return ImageFeatures(pooled, _tokens(visual.trunk, feats), projected)
+    if hasattr(visual, "attnpool"):  # ModifiedResNet: the attention pool projects
+        maps = visual.forward_intermediates(x, indices=[4], intermediates_only=True)
+        layer4 = maps["image_intermediates"][-1]  # NCHW
+        return ImageFeatures(projected, layer4.flatten(2).transpose(1, 2), projected)
+    coca = visual.attn_pool is not None  # CoCa's tokens: before the pooler, no final norm
+    out = visual.forward_intermediates(x, indices=[-1], normalize_intermediates=not coca,
+                                       output_fmt="NLC")
+    proj, visual.proj = visual.proj, None
+    pooled = visual(x)[0] if visual.output_tokens else visual(x)
+    visual.proj = proj
+    return ImageFeatures(pooled, out["image_intermediates"][-1], projected)
+
+
+@pytest.mark.parametrize("name", _parity_params())
 def test_loaded_weights_equal_backend(name, tmp_path):
     spec = get_entry(name).spec
-    path, _, reference = _reference(name, tmp_path)
-    encoder = vitbench.load(name, pretrained=path)
-    x = torch.randn(1, 3, spec.input_size, spec.input_size)
+    size = _parity_size(spec)
+    path, reference = _reference(name, tmp_path, size)
+    encoder = vitbench.load(name, pretrained=path, resolution=size)
+    x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         want = reference(x)
     got = encoder.encode_image(x)
@@ -88,55 +172,89 @@ def test_loaded_weights_equal_backend(name, tmp_path):
     if want.projected is not None:
         torch.testing.assert_close(got.projected, want.projected, rtol=1e-5, atol=1e-5)
     assert encoder.loaded.kind == "file"
-    # the spec's dims are the dims the model produces
-    assert got.pooled.shape == (1, spec.embed_dim)
-    n_patches = (spec.input_size // spec.patch_size) ** 2
-    assert got.tokens.shape[1] == n_patches
-    if spec.has_text:
-        assert got.projected.shape == (1, spec.projection_dim)
 
 
-def _meta_backend(spec):
-    """The backend's own model, built on the meta device: facts without memory or weights."""
-    entry = get_entry(spec.name)
-    if spec.backend == "timm":
-        import timm
+def _meta_encoder(name, monkeypatch):
+    """The vitbench encoder built on the meta device: shapes and counts without memory.
+    Truncated-normal init has no meta kernel and decomposes into slow reference ops (seconds
+    per model); on meta tensors there is nothing to initialise anyway."""
+    import timm.layers.weight_init
 
-        with torch.device("meta"):
-            return timm.create_model(f"{spec.backend_id}.{spec.weights.tag}", pretrained=False)
-    if spec.backend == "open_clip":
-        import open_clip
-
-        with torch.device("meta"):  # device="meta" alone initialises on the CPU first
-            return open_clip.create_model(spec.backend_id, pretrained=None, device="meta",
-                                          **entry.build_args)
-    from transformers import AutoConfig, AutoModel
-
+    monkeypatch.setattr(timm.layers.weight_init, "_trunc_normal_", lambda t, *args: t)
+    monkeypatch.setattr(torch.nn.init, "trunc_normal_", lambda t, *args, **kwargs: t)
     with torch.device("meta"):
-        return AutoModel.from_config(AutoConfig.for_model(**entry.build_args["config"]))
+        return build(get_entry(name), WeightsRequest("random", "random"), None)
 
 
-@pytest.mark.parametrize("name", ENTRIES)
-def test_spec_facts_match_backend(name):
-    spec = get_entry(name).spec
-    model = _meta_backend(spec)
-    tower = model.visual if spec.backend == "open_clip" else getattr(model, "vision_model", model)
-    params = sum(p.numel() for p in tower.parameters()) / 1e6
-    assert params == pytest.approx(spec.params_m, rel=5e-3)
+def _backend_facts(spec, model):
+    """Facts the backend library itself states about the architecture and its weights."""
     if spec.backend == "timm":
         cfg = model.pretrained_cfg
         assert cfg["input_size"][-1] == spec.input_size
         assert tuple(cfg["mean"]) == spec.mean and tuple(cfg["std"]) == spec.std
         assert cfg["crop_pct"] == spec.crop_pct
         assert cfg["hf_hub_id"] == spec.weights.hf_hub_id
-        assert model.num_features == spec.embed_dim
-    if spec.backend == "open_clip":
+    if spec.backend == "open_clip" and spec.weights.tag:  # FLIP has no open_clip weights
         import open_clip
 
         cfg = open_clip.get_pretrained_cfg(spec.backend_id, spec.weights.tag)
+        model_cfg = open_clip.get_model_config(spec.backend_id)
         assert tuple(cfg["mean"]) == spec.mean and tuple(cfg["std"]) == spec.std
         assert cfg["hf_hub"].strip("/") == spec.weights.hf_hub_id
         assert cfg.get("resize_mode", "shortest") == spec.resize_mode
+        assert model_cfg["vision_cfg"]["image_size"] == spec.input_size
+        # weights trained with QuickGELU load silently into a GELU model and compute others
+        assert model_cfg.get("quick_gelu", False) == cfg.get("quick_gelu", False)
+
+
+def _image_tower(spec, model):
+    if spec.backend == "open_clip":
+        return model.visual
+    if spec.backend == "reference":
+        return model.image_tower() if hasattr(model, "image_tower") else model
+    return getattr(model, "vision_model", model)
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_spec_facts_and_contract_on_meta(name, monkeypatch):
+    spec = get_entry(name).spec
+    encoder = _meta_encoder(name, monkeypatch)
+    model = encoder.modules()[0]
+    _backend_facts(spec, model)
+    params = sum(p.numel() for p in _image_tower(spec, model).parameters()) / 1e6
+    assert params == pytest.approx(spec.params_m, rel=5e-3)
+
+    size = spec.input_size
+    for parameter in model.parameters():  # no autograd bookkeeping on meta tensors
+        parameter.requires_grad_(False)
+    with FlopCounterMode(display=False) as flops:
+        out = encoder._forward(torch.empty(2, 3, size, size, device="meta"))
+    if spec.gflops is not None:  # multiply-accumulates of one image
+        assert flops.get_total_flops() / 2 / 2 / 1e9 == pytest.approx(spec.gflops, rel=0.01,
+                                                                       abs=0.005)
+    assert isinstance(out, ImageFeatures)
+    assert out.pooled.shape == (2, spec.embed_dim)
+    assert (out.projected is None) == (not spec.has_text)
+    if spec.has_text:
+        assert out.projected.shape == (2, spec.projection_dim)
+    if out.tokens is not None:
+        assert out.tokens.ndim == 3 and out.tokens.shape[0] == 2
+        if spec.dynamic_resolution and spec.patch_size:  # plain ViTs: one token per patch
+            assert out.tokens.shape[1] == (size // spec.patch_size) ** 2
+
+
+PUBLISHED = [n for n in ENTRIES if get_entry(n).spec.published_params_m]
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_params_agree_with_the_published_figure(name):
+    """The measured count (checked against the model above) is within 2% of the paper's, or,
+    for a figure published in whole millions (Vim-Ti's "7M"), rounds to it."""
+    spec = get_entry(name).spec
+    published = spec.published_params_m
+    assert spec.params_source, f"{name}: say where the published figure comes from"
+    assert (spec.params_m == pytest.approx(published, rel=0.02)
+            or (published == int(published) and round(spec.params_m) == published))
 
 
 def _image(seed=0, size=(97, 131)):

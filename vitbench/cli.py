@@ -89,12 +89,16 @@ def info_cmd(name: str):
     if spec.weights.hf_hub_id:
         typer.echo(f"{'offline':>18}: huggingface-cli download {spec.weights.hf_hub_id} "
                    "(then HF_HUB_OFFLINE=1 works), or --weights PATH")
+    elif spec.weights.filenames:  # released outside the hub: the notes say where
+        typer.echo(f"{'offline':>18}: download {' or '.join(spec.weights.filenames)} (see "
+                   "notes), then --weights PATH")
 
 
 @app.command("eval")
 @_handled
 def eval_cmd(
-    model: str | None = typer.Option(None, help="Comma-separated zoo names."),
+    model: str | None = typer.Option(None, help="Comma-separated zoo names, timm:/open_clip:/"
+                                               "hf: names, module:factory, or a run DIR."),
     task: str | None = typer.Option(None, help="Comma-separated task names."),
     weights: str | None = typer.Option(None, help="random | PATH | TAG (default: published)."),
     data_dir: str | None = typer.Option(None, help="Data for real-data tasks."),

@@ -59,17 +59,32 @@ class EncoderSpec:
     patch_size: int | None = None
     projection_dim: int | None = None  # width of ImageFeatures.projected (dual encoders)
     crop_pct: float = 1.0  # eval resize to size/crop_pct, then centre crop
-    resize_mode: str = "shortest"  # "shortest" (+ centre crop) or "squash" (both sides)
+    # "shortest" (+ centre crop), "squash" (both sides), or "patches": keep the aspect ratio
+    # and resize to at most (input_size / patch_size)^2 patches, sides multiples of the patch
+    # size, no crop (NaViT-style encoders; see `variable_size`)
+    resize_mode: str = "shortest"
     interpolation: str = "bicubic"
     # True when the architecture adapts to another input size by interpolating its position
     # embeddings; otherwise a resolution override only changes the resize in `transform`.
     dynamic_resolution: bool = False
     license: str = ""
     notes: str = ""
+    # GFLOPs of one image-tower forward at input_size, counted as multiply-accumulates (the
+    # convention of the papers' tables: ViT-B/16 at 224 px = 17.6); matmuls and convolutions.
+    gflops: float | None = None
+    # the parameter count the paper/model card publishes for this tower, and where it says so
+    published_params_m: float | None = None
+    params_source: str = ""
 
     @property
     def has_text(self) -> bool:
         return self.projection_dim is not None
+
+    @property
+    def variable_size(self) -> bool:
+        """True when images keep their own size (NaViT-style): `transform` gives (3, H_i, W_i)
+        tensors of different sizes and `encode_image` takes a list of them."""
+        return self.resize_mode == "patches"
 
     def summary(self, long: bool = False) -> dict[str, Any]:
         """One row of `vitbench list` (and, with long=True, of docs/zoo.md)."""
@@ -78,7 +93,9 @@ class EncoderSpec:
                "resolution": self.input_size, "embed_dim": self.embed_dim,
                "weights": self.weights.tag}
         if long:
-            row.update({"backend_id": self.backend_id, "hub": self.weights.hf_hub_id or "",
+            row.update({"gflops": self.gflops or "",
+                        "published_params_m": self.published_params_m or "",
+                        "backend_id": self.backend_id, "hub": self.weights.hf_hub_id or "",
                         "patch": self.patch_size or "", "proj_dim": self.projection_dim or "",
                         "data": self.pretraining_data, "paper": self.paper,
                         "license": self.license})
@@ -131,12 +148,16 @@ class ImageFeatures:
             encoders that have none.
         projected: (B, P) joint image-text space embedding for dual encoders, else None.
         layers: per-block outputs when `encode_image(..., layers=[...])` asked for them.
+        token_mask: (B, N) bool, True for real tokens, when `tokens` holds a batch of images
+            with different token counts (a list given to a variable-size encoder): each row
+            is padded (with zeros) to the longest. None: every token is real.
     """
 
     pooled: torch.Tensor
     tokens: torch.Tensor | None = None
     projected: torch.Tensor | None = None
     layers: tuple[LayerOutput, ...] = ()
+    token_mask: torch.Tensor | None = None
 
     def get(self, kind: str) -> torch.Tensor:
         value = getattr(self, kind, None) if kind in FEATURE_KINDS else None
@@ -168,7 +189,10 @@ class Encoder(ABC):
 
     @abstractmethod
     def _forward(self, pixels: torch.Tensor, layers: tuple[int, ...] = ()) -> ImageFeatures:
-        """Final features, plus the blocks in `layers` (adapters that cannot: `_no_layers`)."""
+        """Final features, plus the blocks in `layers` (adapters that cannot: `_no_layers`).
+
+        `pixels` is a list of (3, H_i, W_i) images only for `spec.variable_size` encoders.
+        """
 
     @abstractmethod
     def modules(self) -> list[torch.nn.Module]:
@@ -180,8 +204,8 @@ class Encoder(ABC):
     def _no_layers(self, layers: tuple[int, ...]) -> None:
         if layers:
             raise VitbenchError(f"{self.spec.name}: per-layer features are available for "
-                                f"timm ViT-style encoders; not yet for the {self.spec.backend} "
-                                "backend")
+                                "ViT-style encoders (timm, open_clip ViT towers); not for this "
+                                f"{self.spec.backend} architecture")
 
     # -- public surface ------------------------------------------------------------------
 
@@ -194,15 +218,26 @@ class Encoder(ABC):
         return self
 
     @torch.inference_mode()
-    def encode_image(self, pixels: torch.Tensor, layers: Sequence[int] = ()) -> ImageFeatures:
+    def encode_image(self, pixels: torch.Tensor | Sequence[torch.Tensor],
+                     layers: Sequence[int] = ()) -> ImageFeatures:
         """Encode a preprocessed batch (B, 3, H, W); features come back as fp32 on CPU.
 
         Args:
-            pixels: images after `transform`, stacked.
+            pixels: images after `transform`, stacked; for variable-size encoders
+                (`spec.variable_size`, NaViT-style) also a list of (3, H_i, W_i) images, whose
+                tokens come back padded with `ImageFeatures.token_mask`.
             layers: block indices whose outputs to add as `ImageFeatures.layers`
                 (e.g. [-4, -3, -2, -1], as DINOv2 probes its last four blocks).
         """
-        pixels = pixels.to(self.device, non_blocking=True)
+        if isinstance(pixels, torch.Tensor):
+            pixels = pixels.to(self.device, non_blocking=True)
+        elif not self.spec.variable_size:
+            raise VitbenchError(f"{self.spec.name} takes one stacked (B, 3, H, W) tensor; only "
+                                "variable-size (NaViT-style) encoders take a list of images")
+        else:
+            pixels = [image.to(self.device, non_blocking=True) for image in pixels]
+            if not pixels:
+                raise VitbenchError("encode_image got an empty list of images")
         with self._autocast():
             out = self._forward(pixels, tuple(layers))
 
@@ -211,7 +246,8 @@ class Encoder(ABC):
 
         return ImageFeatures(cpu(out.pooled), cpu(out.tokens), cpu(out.projected),
                              tuple(LayerOutput(lo.index, cpu(lo.cls), cpu(lo.tokens))
-                                   for lo in out.layers))
+                                   for lo in out.layers),
+                             None if out.token_mask is None else out.token_mask.cpu())
 
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:

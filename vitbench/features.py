@@ -6,6 +6,11 @@ Layout: `<cache>/features/<key>/` holds `meta.json` (the key's fields, for human
 at the first missing shard) and `complete.json` (written last). The key hashes the encoder's
 weights identity (content hash for files), the transform, the resolution and the dataset's
 content fingerprint, so changed weights or data can never be served stale features.
+
+Variable-size encoders (`spec.variable_size`, NaViT-style) see each image at its own size and
+give each its own number of tokens: their batches travel as lists, and only the fixed-width
+kinds (`pooled`, `projected`) are cached. `encode_images` returns their tokens padded, with
+`ImageFeatures.token_mask`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +146,11 @@ def extract_features(encoder: Encoder, dataset: ImageDataset, kinds: tuple[str, 
     """Encode a dataset split once; later calls with the same key read the cache."""
     for kind in kinds:
         FeatureView.parse(kind)  # reject malformed kinds before any work
+    varying = [k for k in kinds if k not in ("pooled", "projected")]
+    if encoder.spec.variable_size and varying:
+        raise VitbenchError(f"{encoder.spec.name} encodes each image at its own size, so its "
+                            f"token counts differ: only 'pooled' and 'projected' features are "
+                            f"extracted and cached, not {', '.join(map(repr, varying))}")
     key, fields = cache_key(encoder, dataset, tuple(kinds))
     if not options.use_cache:
         start = time.perf_counter()
@@ -174,7 +185,8 @@ def _encode_range(encoder: Encoder, dataset: ImageDataset, kinds, rows: range,
                   options: ExtractOptions) -> _Part:
     loader = torch.utils.data.DataLoader(
         _Decoded(dataset, encoder.transform, rows), batch_size=options.batch_size,
-        num_workers=options.num_workers, collate_fn=_collate,
+        num_workers=options.num_workers,
+        collate_fn=partial(_collate, stack=not encoder.spec.variable_size),
         pin_memory=encoder.device.type == "cuda")
     from tqdm.auto import tqdm
 
@@ -218,12 +230,14 @@ class _Decoded(torch.utils.data.Dataset):
             return None, index, exc
 
 
-def _collate(items):
+def _collate(items, stack: bool = True):
+    """A batch: stacked pixels (a list for variable-size encoders), indices, decode errors."""
     good = [(x, i) for x, i, err in items if err is None]
     errors = [err for _, _, err in items if err is not None]
     if not good:
         return None, np.zeros(0, np.int64), errors
-    return torch.stack([x for x, _ in good]), np.array([i for _, i in good]), errors
+    pixels = [x for x, _ in good]
+    return torch.stack(pixels) if stack else pixels, np.array([i for _, i in good]), errors
 
 
 def _write_shard(path: Path, part: _Part) -> None:
@@ -260,7 +274,15 @@ def _assemble(parts: list[_Part], kinds, options: ExtractOptions, key: str, hit:
 
 
 def encode_images(encoder: Encoder, images, batch_size: int = 64) -> ImageFeatures:
-    """Encode PIL images (or an ImageDataset) in batches, without the cache."""
+    """Encode PIL images (or an ImageDataset) in batches, without the cache.
+
+    Variable-size encoders get each batch as a list of images; their tokens come back padded
+    to the longest image of all batches, with `token_mask`.
+    """
+    variable = encoder.spec.variable_size
+    if isinstance(images, ImageDataset) and variable:  # tokens too: not through the cache path
+        dataset = images
+        images = (dataset.image(i) for i in range(len(dataset)))
     if isinstance(images, ImageDataset):
         feats = extract_features(encoder, images, ("pooled", "tokens", "projected")
                                  if encoder.spec.has_text else ("pooled", "tokens"),
@@ -272,12 +294,25 @@ def encode_images(encoder: Encoder, images, batch_size: int = 64) -> ImageFeatur
     for image in images:
         batch.append(encoder.transform(image))
         if len(batch) == batch_size:
-            outputs.append(encoder.encode_image(torch.stack(batch)))
+            outputs.append(encoder.encode_image(batch if variable else torch.stack(batch)))
             batch = []
     if batch:
-        outputs.append(encoder.encode_image(torch.stack(batch)))
+        outputs.append(encoder.encode_image(batch if variable else torch.stack(batch)))
     if not outputs:
         raise VitbenchError("encode() got no images")
-    return ImageFeatures(*(None if getattr(outputs[0], k) is None
-                           else torch.cat([getattr(o, k) for o in outputs])
-                           for k in FEATURE_KINDS))
+    return _concat(outputs)
+
+
+def _concat(outputs: list[ImageFeatures]) -> ImageFeatures:
+    """Batches' features as one; tokens of different counts padded to the longest, masked."""
+    pooled, tokens, projected = (None if getattr(outputs[0], k) is None
+                                 else [getattr(o, k) for o in outputs] for k in FEATURE_KINDS)
+    mask = None
+    if tokens is not None and any(o.token_mask is not None for o in outputs):
+        longest = max(t.shape[1] for t in tokens)
+        masks = [torch.ones(t.shape[:2], dtype=torch.bool) if o.token_mask is None
+                 else o.token_mask for t, o in zip(tokens, outputs, strict=True)]
+        tokens = [torch.nn.functional.pad(t, (0, 0, 0, longest - t.shape[1])) for t in tokens]
+        mask = torch.cat([torch.nn.functional.pad(m, (0, longest - m.shape[1])) for m in masks])
+    return ImageFeatures(*(None if parts is None else torch.cat(parts)
+                           for parts in (pooled, tokens, projected)), token_mask=mask)

@@ -20,6 +20,8 @@ ADAPTERS = {  # backend -> module with `build(entry, request, resolution) -> Enc
     "timm": "vitbench.zoo.adapters.timm",
     "open_clip": "vitbench.zoo.adapters.open_clip",
     "transformers": "vitbench.zoo.adapters.hf",
+    "reference": "vitbench.zoo.adapters.reference",
+    "factory": "vitbench.zoo.adapters.factory",  # bring-your-own `module:callable` (custom.py)
 }
 
 
@@ -56,18 +58,26 @@ def _ensure_loaded() -> None:
             importlib.import_module(f"vitbench.zoo.families.{info.name}")
 
 
-def get_entry(name: str) -> Entry:
-    """A zoo entry, or a bring-your-own `timm:` / `open_clip:` / `hf:` model (zoo/custom.py)."""
+def get_entry(name: str | os.PathLike) -> Entry:
+    """A zoo entry; else a vitbench run directory (zoo/rundir.py); else a bring-your-own
+    `timm:` / `open_clip:` / `hf:` / `module:callable` model or an installed package's
+    `vitbench.encoders` entry point (zoo/custom.py)."""
     _ensure_loaded()
+    name = os.fspath(name)
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if ":" in name:
-        if name not in _CUSTOM:  # deriving the spec builds the model on the meta device
-            from vitbench.zoo.custom import custom_entry
+    if os.path.isdir(name):  # read afresh each time: a training run rewrites its directory
+        from vitbench.zoo.rundir import run_entry
 
-            _CUSTOM[name] = custom_entry(name)
-        return _CUSTOM[name]
-    raise UnknownNameError("model", name, _REGISTRY)
+        return run_entry(name)
+    if name not in _CUSTOM:  # deriving the spec builds the model on the meta device
+        from vitbench.zoo.custom import custom_entry, entry_point_entry
+
+        entry = custom_entry(name) if ":" in name else entry_point_entry(name)
+        if entry is None:
+            raise UnknownNameError("model", name, _REGISTRY)
+        _CUSTOM[name] = entry
+    return _CUSTOM[name]
 
 
 def get_spec(name: str) -> EncoderSpec:

@@ -6,6 +6,7 @@ that file), so the path tested offline with weights saved to disk is the path us
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import os
@@ -126,7 +127,10 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = load_file(str(path))
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            # official releases (Vim, DeiT...) also store their argparse.Namespace of training
+            # arguments: plain attributes, safe to allow
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle payloads beyond tensors are refused, by design
             raise VitbenchError(f"cannot load {path} safely with weights_only=True "
                                 f"({type(exc).__name__}); convert it to safetensors") from exc
@@ -162,11 +166,16 @@ def hub_file(spec: EncoderSpec, source: WeightsSource) -> Path:
 
 
 def _unavailable(spec: EncoderSpec, source: WeightsSource, why: str) -> VitbenchError:
-    where = f"hf.co/{source.hf_hub_id} ({'/'.join(source.filenames)})" if source.hf_hub_id else ""
+    files = "/".join(source.filenames)
+    if source.hf_hub_id:
+        where = f"hf.co/{source.hf_hub_id} ({files})"
+        fetch = f"put them in the hub cache (huggingface-cli download {source.hf_hub_id}) or "
+    else:  # released outside the hub: the spec's notes say where
+        where, fetch = f"({files}; {spec.notes or spec.paper})", "download them, then "
     return VitbenchError(
         f"weights {spec.name}.{source.tag} {where} ~{source.size_mb:.0f} MB unavailable: {why}; "
-        f"put them in the hub cache (huggingface-cli download {source.hf_hub_id}) or pass a "
-        f"local file/dir with --weights PATH / pretrained=PATH, or use --weights random"
+        f"{fetch}pass a local file/dir with --weights PATH / pretrained=PATH, or use "
+        "--weights random"
     )
 
 

@@ -8,6 +8,7 @@ import torch
 
 from vitbench.contract import Encoder, ImageFeatures, LayerOutput, WeightsSource
 from vitbench.errors import VitbenchError
+from vitbench.zoo.adapters.naflex import naflex_forward
 from vitbench.zoo.transforms import make_transform
 from vitbench.zoo.weights import find_checkpoint, resolve, seeded
 
@@ -23,31 +24,42 @@ class TimmEncoder(Encoder):
         return [self.model]
 
     def _forward(self, pixels: torch.Tensor, layers: tuple[int, ...] = ()) -> ImageFeatures:
+        if isinstance(pixels, list):  # differently sized images (spec.variable_size): NaFlex
+            return naflex_forward(self.model, pixels, layers, self.spec.name)
         if layers:
-            feats, outputs = self._intermediates(pixels, layers)
+            feats, outputs = vit_intermediates(self.model, pixels, layers, self.spec.name)
         else:
             feats, outputs = self.model.forward_features(pixels), ()
         pooled = self.model.forward_head(feats, pre_logits=True)
         return ImageFeatures(pooled=pooled, tokens=patch_tokens(self.model, feats),
                              layers=outputs)
 
-    def _intermediates(self, pixels, layers):
-        """One pass for the final features and the requested blocks (timm's own API)."""
-        blocks = len(getattr(self.model, "blocks", ()))
-        if not blocks or any(not -blocks <= i < blocks for i in layers):
-            raise VitbenchError(f"{self.spec.name}: layers must be block indices in "
-                                f"[-{blocks}, {blocks - 1}] of a ViT-style model, got {layers}")
-        wanted = sorted({i % blocks for i in layers})
-        try:
-            feats, outs = self.model.forward_intermediates(
-                pixels, indices=wanted, norm=True, output_fmt="NLC", return_prefix_tokens=True)
-        except TypeError as exc:  # hierarchical models have no prefix tokens / NLC output
-            raise VitbenchError(f"{self.spec.name}: per-layer features need a ViT-style "
-                                "model") from exc
-        by_block = dict(zip(wanted, outs, strict=True))
-        return feats, tuple(
-            LayerOutput(i, prefix[:, 0] if prefix.shape[1] else None, tokens)
-            for i in layers for tokens, prefix in [by_block[i % blocks]])
+
+def block_indices(name: str, blocks: int, layers: tuple[int, ...]) -> list[int]:
+    """The distinct non-negative block indices `layers` asks for, or a one-line error."""
+    if any(not -blocks <= i < blocks for i in layers):
+        raise VitbenchError(f"{name}: layers must be block indices in [-{blocks}, "
+                            f"{blocks - 1}], got {list(layers)}")
+    return sorted({i % blocks for i in layers})
+
+
+def vit_intermediates(model, pixels, layers, name):
+    """Final features and the requested blocks in one pass (timm's forward_intermediates)."""
+    blocks = len(getattr(model, "blocks", ()))
+    hierarchical = VitbenchError(f"{name}: per-layer features need a ViT-style model (blocks "
+                                 "over one token sequence); this one is hierarchical")
+    if not blocks:
+        raise hierarchical
+    wanted = block_indices(name, blocks, layers)
+    try:
+        feats, outs = model.forward_intermediates(
+            pixels, indices=wanted, norm=True, output_fmt="NLC", return_prefix_tokens=True)
+    except (TypeError, AssertionError) as exc:  # feature-map models: no NLC / prefix tokens
+        raise hierarchical from exc
+    by_block = dict(zip(wanted, outs, strict=True))
+    return feats, tuple(
+        LayerOutput(i, prefix[:, 0] if prefix.shape[1] else None, tokens)
+        for i in layers for tokens, prefix in [by_block[i % blocks]])
 
 
 def patch_tokens(model: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:
@@ -57,6 +69,14 @@ def patch_tokens(model: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:
     if getattr(model, "output_fmt", "NCHW") == "NHWC":
         return feats.flatten(1, 2)
     return feats.flatten(2).transpose(1, 2)
+
+
+def _fixed_input_size(name: str) -> bool:
+    """timm's own flag: window/position-embedding models are built for one input size."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    return bool(cfg is None or cfg.fixed_input_size)
 
 
 def source_for_tag(arch: str, tag: str) -> WeightsSource:
@@ -73,9 +93,9 @@ def build(entry, request, resolution: int) -> TimmEncoder:
     kwargs = dict(entry.build_args)
     if spec.dynamic_resolution and resolution != spec.input_size:
         kwargs["img_size"] = resolution  # timm resamples position embeddings on load
-    elif resolution != spec.input_size and spec.patch_size:
+    elif resolution != spec.input_size and _fixed_input_size(name):
         raise VitbenchError(f"{spec.name} cannot run at {resolution} px (fixed input size "
-                            f"{spec.input_size})")
+                            f"{spec.input_size}); convolutional models only resize")
     if path is None:
         with seeded():
             model = timm.create_model(name, pretrained=False, **kwargs)

@@ -1,4 +1,4 @@
-"""The `vitbench` command line: list, tasks, info, eval, leaderboard.
+"""The `vitbench` command line: list, tasks, info, eval, leaderboard, pretrain.
 
 User mistakes (unknown names, missing data or weights, bad images) print one line on stderr
 and exit non-zero (2 for unknown names); only bugs show a traceback.
@@ -193,6 +193,48 @@ def leaderboard_cmd(
         raise VitbenchError(f"no results in {MEASURED}/; run `vitbench eval` or pass --results")
     rows = pd.concat([read_rows(p) for p in paths])
     typer.echo(render(pivot(rows, None if all_metrics else _main_metrics()), fmt))
+
+
+@app.command("pretrain")
+@_handled
+def pretrain_cmd(
+    objective: str | None = typer.Option(None, help="Pretraining objective (see --list)."),
+    model: str | None = typer.Option(None, help="Zoo name whose architecture to train, e.g. "
+                                               "test_vit."),
+    data: str = typer.Option("shapes", help="Dataset name: shapes, digits, folder, csv, ..."),
+    data_dir: str | None = typer.Option(None, help="Data for real datasets."),
+    steps: int = typer.Option(100, min=1),
+    batch_size: int = typer.Option(64, min=1, help="Global batch (all processes)."),
+    lr: float | None = typer.Option(None, help="Peak lr (default: the paper's, scaled to the "
+                                              "batch)."),
+    resolution: int = typer.Option(32, min=8),
+    accumulate: int = typer.Option(1, min=1, help="Gradient accumulation steps."),
+    checkpoint_every: int = typer.Option(0, min=0, help="Checkpoint every N steps (0: end)."),
+    seed: int = typer.Option(0),
+    device: str | None = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
+    out: str | None = typer.Option(None, help="Run directory (default runs/OBJECTIVE-MODEL)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT's last checkpoint."),
+    set_: list[str] = typer.Option([], "--set", help="Objective hyperparameter NAME=VALUE."),
+    list_: bool = typer.Option(False, "--list", help="List the objectives and exit."),
+):
+    """Pretrain an encoder; the run directory loads with `vitbench.load(DIR)`."""
+    from vitbench.pretrain.objectives import list_objectives
+
+    if list_:
+        typer.echo(_table([{"objective": o.name, "needs": "+".join(("image",) + o.needs),
+                            "paper": o.paper} for o in list_objectives()], "table"))
+        return
+    if not objective or not model:
+        raise VitbenchError("pretrain needs --objective and --model (or --list)")
+    from vitbench.pretrain.trainer import TrainConfig, train
+
+    config = TrainConfig(objective=objective, model=model, data=data, data_dir=data_dir,
+                         steps=steps, batch_size=batch_size, lr=lr, resolution=resolution,
+                         accumulate=accumulate, checkpoint_every=checkpoint_every, seed=seed,
+                         device=device, out=out or f"runs/{objective}-{model}", resume=resume,
+                         progress=sys.stderr.isatty(), overrides=dict(_setting(s) for s in set_))
+    directory = train(config)
+    typer.echo(f"wrote {directory} (vitbench.load({str(directory)!r}))")
 
 
 def _main_metrics() -> dict[str, str]:

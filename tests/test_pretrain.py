@@ -20,8 +20,9 @@ import vitbench
 from vitbench.cli import app
 from vitbench.errors import VitbenchError
 from vitbench.pretrain import schedules
+from vitbench.pretrain.losses import clip_loss
 from vitbench.pretrain.objectives import get_objective, list_objectives
-from vitbench.pretrain.objectives.clip import ClipParams, clip_loss
+from vitbench.pretrain.objectives.clip import ClipParams
 from vitbench.pretrain.trainer import TrainConfig, train
 
 TINY = {"model": "test_vit", "data": "shapes", "resolution": 32, "batch_size": 8}

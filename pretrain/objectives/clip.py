@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vitbench.contract import Encoder
+from vitbench.pretrain.losses import clip_loss
 from vitbench.pretrain.objectives.base import Hyperparameters, Objective, StepOutput
 
 
@@ -84,14 +85,6 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     import torch.distributed.nn as dist_nn
 
     return torch.cat(dist_nn.all_gather(x), 0)
-
-
-def clip_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Mean of image->text and text->image cross-entropy over the full (global) batch;
-    `image` and `text` are L2-normalised, matching rows are pairs."""
-    logits = logit_scale * image @ text.t()
-    labels = torch.arange(len(image), device=image.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
 
 
 class Clip(Objective):

@@ -16,9 +16,9 @@ from vitbench.zoo.families._common import IMAGENET_MEAN, IMAGENET_STD, fp32_mb
 from vitbench.zoo.registry import register
 
 CONVERT = (
-    "the hub file is a numpy pickle: convert it once, e.g. d = pickle.load(f); "
-    "safetensors.torch.save_file({k: torch.as_tensor(v) for k, v in d.items()}, "
-    "'model.safetensors'), then --weights model.safetensors"
+    "the hub file is a pickle of numpy arrays, which vitbench never unpickles (unsafe): "
+    "convert it once yourself, where you trust the file, to a dict of tensors saved with "
+    "safetensors.torch.save_file as model.safetensors, then --weights model.safetensors"
 )
 
 register(

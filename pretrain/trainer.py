@@ -54,6 +54,7 @@ class TrainConfig:
     resume: bool = False
     device: str | None = None  # default: cuda if available, else cpu
     progress: bool = False
+    knn_every: int = 0  # online kNN on the data's held-out split every N steps (0: off)
     stop_after: int | None = None  # stop (as if killed) after this step; for resume tests
     overrides: dict = field(default_factory=dict)  # objective hyperparameters by name
 
@@ -88,17 +89,23 @@ def train(config: TrainConfig) -> Path:
     dataset = get_dataset(config.data, "train", config.data_dir)
     encoder = load(config.model, pretrained=False, resolution=config.resolution)
     spec = encoder.spec
-    objective = cls(encoder, params, num_classes=len(dataset.classes)).to(device)
+    objective = cls(encoder, params, num_classes=len(dataset.classes)).to(device).train()
     augment = Augment(config.resolution, tuple(spec.mean), tuple(spec.std),
                       flip=config.data != "digits")  # a mirrored digit is another symbol
-    batches = TrainBatches(dataset, augment, config.batch_size, config.seed, cls.needs)
+    batches = TrainBatches(dataset, augment, config.batch_size, config.seed, cls.needs,
+                           cls.views)
 
-    optimizer = torch.optim.AdamW(_param_groups(objective, params.weight_decay), lr=params.lr,
-                                  betas=tuple(params.betas), eps=params.eps)
+    groups = _param_groups(objective, params.weight_decay, params.layer_decay)
+    optimizer = torch.optim.AdamW(groups, lr=params.lr, betas=tuple(params.betas),
+                                  eps=params.eps)
     warmup = (config.warmup_steps if config.warmup_steps is not None
               else round(params.warmup_fraction * config.steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedules.warmup_cosine(
-        s, config.steps, 1.0, warmup, params.min_lr / params.lr))
+
+    def rate(s: int, scale: float = 1.0) -> float:
+        return scale * schedules.warmup_cosine(s, config.steps, 1.0, warmup,
+                                               params.min_lr / params.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [lambda s, k=g["lr_scale"]: rate(s, k) for g in groups])
     out = Path(config.out)
     if not config.resume and (out / "checkpoints" / "latest.json").is_file():
         raise VitbenchError(f"{out} already holds a run; pass --resume to continue it or "
@@ -129,6 +136,9 @@ def train(config: TrainConfig) -> Path:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        if config.knn_every and done % config.knn_every == 0 and ctx.main:
+            _log(out / "metrics.jsonl", {"step": done, "knn": online_knn(
+                encoder, config.data, config.data_dir)})
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
             _checkpoint(out, done, objective, optimizer, scheduler, ctx)
         if config.stop_after is not None and done >= config.stop_after:
@@ -141,6 +151,7 @@ def train(config: TrainConfig) -> Path:
 
         save_run_encoder(objective.encoder(), config.model, out, resolution=config.resolution,
                          objective=cls.name, step=config.steps, data=config.data,
+                         num_classes=len(dataset.classes),
                          batch_size=config.batch_size, lr=params.lr, seed=config.seed,
                          world_size=ctx.world, hyperparameters=asdict(params))
     if ctx.world > 1:
@@ -215,16 +226,84 @@ def _params(cls: type[Objective], config: TrainConfig):
     return params
 
 
-def _param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases, norms, embeddings of positions/tokens and scalars."""
-    decay, plain = [], []
+def _param_groups(module: torch.nn.Module, weight_decay: float,
+                  layer_decay: float | None = None) -> list[dict]:
+    """No weight decay on biases, norms, embeddings of positions/tokens and scalars; with
+    `layer_decay` d, the backbone's block i of L trains at lr * d^(L - i) (BEiT's layer-wise
+    decay: patch embedding and tokens count as layer 0, everything after the blocks as L + 1)."""
+    blocks = len(getattr(getattr(module, "backbone", None), "blocks", ()))
+    groups: dict[tuple[bool, float], list] = {}
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
         skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "position", "reg_token"))
-        (plain if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "decay": True},
-            {"params": plain, "weight_decay": 0.0, "decay": False}]
+        scale = 1.0
+        if layer_decay is not None and blocks:
+            scale = layer_decay ** (blocks + 1 - _layer_id(name, blocks))
+        groups.setdefault((not skip, scale), []).append(p)
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "decay": decay,
+             "lr_scale": scale} for (decay, scale), params in groups.items()]
+
+
+def _layer_id(name: str, blocks: int) -> int:
+    """0 for the backbone's stem and tokens, i + 1 for its block i, blocks + 1 for the rest."""
+    if not name.startswith("backbone."):
+        return blocks + 1
+    rest = name[len("backbone."):]
+    if rest.startswith("blocks."):
+        return int(rest.split(".")[1]) + 1
+    if rest.startswith(("patch_embed", "cls_token", "pos_embed", "reg_token", "rope")):
+        return 0
+    return blocks + 1
+
+
+def online_knn(encoder, data: str, data_dir: str | None = None, k: int = 20) -> float:
+    """kNN top-1 of the encoder's pooled features, train split -> held-out split: the number
+    `vitbench eval` reports, computed while training (the encoder is put back in train mode)."""
+    from vitbench.data import get_dataset
+    from vitbench.evals.protocols.knn import knn_classify
+
+    model = encoder.modules()[0]
+    was_training = model.training
+    model.eval()
+    try:
+        def features(split):
+            dataset = get_dataset(data, split, data_dir)
+            pixels = torch.stack([encoder.transform(dataset.image(i))
+                                  for i in range(len(dataset))])
+            device = next(model.parameters()).device
+            with torch.no_grad():
+                pooled = torch.cat([encoder._forward(chunk.to(device)).pooled.float().cpu()
+                                    for chunk in pixels.split(256)])
+            return pooled, dataset.labels
+
+        train_x, train_y = features("train")
+        test_x, test_y = features("test")
+        return float((knn_classify(train_x, train_y, test_x, k=k) == test_y).mean())
+    finally:
+        model.train(was_training)
+
+
+def load_objective(out: str | os.PathLike, device: str = "cpu") -> Objective:
+    """The whole trained objective of a finished run (heads, text towers, teachers), from its
+    last checkpoint: what zero-shot/retrieval checks of image-text objectives need."""
+    from safetensors.torch import load_file
+
+    from vitbench import load
+    from vitbench.zoo.rundir import read_run
+
+    out = Path(out)
+    run = read_run(out)
+    cls = get_objective(run["objective"])
+    params = cls.Params()
+    for key, value in run.get("hyperparameters", {}).items():
+        if hasattr(params, key):
+            setattr(params, key, tuple(value) if isinstance(value, list) else value)
+    encoder = load(run["model"], pretrained=False, resolution=run["resolution"])
+    objective = cls(encoder, params, num_classes=run.get("num_classes", 0))
+    folder = out / "checkpoints" / json.loads((out / "checkpoints" / "latest.json").read_text())["dir"]
+    objective.load_state_dict(load_file(str(folder / "weights.safetensors"), device=device))
+    return objective.to(device).eval()
 
 
 def _set_weight_decay(optimizer, value: float) -> None:

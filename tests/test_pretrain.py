@@ -202,5 +202,5 @@ def test_cli_list_and_tiny_run(tmp_path):
     assert result.exit_code == 0, result.output
     assert vitbench.load(str(out)).spec.name == str(out)
     bad = runner.invoke(app, ["pretrain", "--objective", "clip", "--model", "test_vit",
-                              "--data", "digits", "--steps", "1"])
-    assert bad.exit_code == 1 and "no captions" in bad.output
+                              "--data", "cifar10", "--steps", "1", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "cifar10" in bad.output

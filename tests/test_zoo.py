@@ -104,9 +104,9 @@ def _reference(name: str, directory, size: int):
     if spec.backend == "timm":
         import timm
 
-        kwargs = {"img_size": size} if size != spec.input_size else {}
-        model = timm.create_model(f"{spec.backend_id}.{spec.weights.tag}", pretrained=False,
-                                  **kwargs).eval()
+        kwargs = {**entry.build_args, **({"img_size": size} if size != spec.input_size else {})}
+        arch = f"{spec.backend_id}.{spec.weights.tag}" if spec.weights.tag else spec.backend_id
+        model = timm.create_model(arch, pretrained=False, **kwargs).eval()
         save_file({k: v.contiguous() for k, v in model.state_dict().items()},
                   directory / "model.safetensors")
 
@@ -192,7 +192,7 @@ def _meta_encoder(name, monkeypatch):
 
 def _backend_facts(spec, model):
     """Facts the backend library itself states about the architecture and its weights."""
-    if spec.backend == "timm":
+    if spec.backend == "timm" and spec.weights.tag:  # untagged: nothing published to agree with
         cfg = model.pretrained_cfg
         assert cfg["input_size"][-1] == spec.input_size
         assert tuple(cfg["mean"]) == spec.mean and tuple(cfg["std"]) == spec.std

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from vitbench.contract import Encoder
+from vitbench.pretrain.data import View
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Hyperparameters:
     eps: float = 1e-8
     grad_clip: float | None = 1.0
     min_lr: float = 0.0
+    layer_decay: float | None = None  # layer-wise lr decay (BEiT): block i of L gets d^(L-i)
 
 
 @dataclass
@@ -51,10 +53,13 @@ class Objective(nn.Module):
         needs: what a batch must carry besides "image": "label" and/or "caption".
         Params: the hyperparameter dataclass with the paper's defaults.
         paper: where the defaults come from.
+        views: augmented views each batch carries as batch["views"] (multi-view objectives);
+            batch["image"] is always there (one default crop per image).
     """
 
     name: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ()
+    views: ClassVar[tuple[View, ...]] = ()
     Params: ClassVar[type[Hyperparameters]] = Hyperparameters
     paper: ClassVar[str] = ""
 
@@ -79,6 +84,14 @@ class Objective(nn.Module):
 
     def after_step(self, step: int, total: int) -> None:
         """Called after each optimiser step (EMA teachers update here)."""
+
+    def embed_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Image-text objectives: L2-normalised image embeddings in the joint space."""
+        raise NotImplementedError(f"{self.name} has no joint image-text space")
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """Image-text objectives: L2-normalised text embeddings in the joint space."""
+        raise NotImplementedError(f"{self.name} has no joint image-text space")
 
     def encoder(self) -> nn.Module:
         """The module whose state dict the run directory saves (the base entry's format)."""

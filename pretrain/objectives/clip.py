@@ -99,9 +99,14 @@ class Clip(Objective):
         self.text = TextTower(params)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / params.init_temperature)))
 
+    def embed_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_proj(self.features(pixels)).float(), dim=-1)
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        return F.normalize(self.text(texts).float(), dim=-1)
+
     def forward(self, batch: dict) -> StepOutput:
-        image = F.normalize(self.image_proj(self.features(batch["image"])).float(), dim=-1)
-        text = F.normalize(self.text(batch["caption"]).float(), dim=-1)
+        image, text = self.embed_image(batch["image"]), self.embed_text(batch["caption"])
         # every rank computes the full loss over the global batch; all_gather's backward sums
         # the world's gradients, which DDP's averaging turns back into the 1-process gradient
         image, text = gather_with_grad(image), gather_with_grad(text)

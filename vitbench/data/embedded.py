@@ -51,10 +51,22 @@ class DigitsDataset(ImageDataset):
             classes=tuple(str(digit) for digit in range(10)),
             labels=data.labels,
             fingerprint=f"digits-v{DIGITS_VERSION}-seed{DIGITS_SEED}-{split}",
+            captions=[digit_captions(int(label)) for label in data.labels],
         )
 
     def image(self, index: int) -> Image.Image:
         return Image.fromarray(self._images[index]).convert("RGB")
+
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def digit_captions(digit: int) -> list[str]:
+    """Captions for image-text pretraining on digits; they name the digit, nothing else (the
+    scans carry no other describable content), phrased three ways."""
+    word = DIGIT_WORDS[digit]
+    return [f"a handwritten digit {word}", f"the number {digit}",
+            f"a scan of a handwritten {word}"]
 
 
 @functools.cache

@@ -89,7 +89,8 @@ def build(entry, request, resolution: int) -> TimmEncoder:
     spec = entry.spec
     path, loaded = resolve(spec, request, lambda tag: source_for_tag(spec.backend_id, tag))
     tag = request.tag if request.kind == "hub" else spec.weights.tag
-    name = f"{spec.backend_id}.{tag}" if tag else spec.backend_id
+    # "local": a run directory of an entry without published weights (no timm tag to keep)
+    name = f"{spec.backend_id}.{tag}" if tag and tag != "local" else spec.backend_id
     kwargs = dict(entry.build_args)
     if spec.dynamic_resolution and resolution != spec.input_size:
         kwargs["img_size"] = resolution  # timm resamples position embeddings on load

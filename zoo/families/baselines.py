@@ -51,3 +51,32 @@ register(
         gflops=0.04,
     )
 )
+
+# Tiny architectures to pretrain from scratch on the embedded data (no published weights):
+# 4-px patches make a 32-px image an 8x8 grid, where a 16-px-patch ViT would see 2x2.
+_PICO = dict(patch_size=4, img_size=32, embed_dim=64, depth=4, num_heads=4, num_classes=0,
+             global_pool="avg", dynamic_img_size=True)  # any crop size (multi-crop)
+for _name, _arch, _kind in (("vit_pico", "vit_tiny_patch16_224", "ViT"),
+                            ("eva02_pico", "eva02_tiny_patch14_224", "EVA-02 (RoPE, SwiGLU, sub-LN)")):
+    register(
+        EncoderSpec(
+            name=_name,
+            family="pico",
+            supervision=Supervision.NONE,
+            backend="timm",
+            backend_id=_arch,
+            weights=WeightsSource(""),
+            input_size=32,
+            mean=HALF,
+            std=HALF,
+            crop_pct=1.0,
+            patch_size=4,
+            embed_dim=64,
+            params_m=0.207,
+            pretraining_data="none (train it: vitbench pretrain --model " + _name + ")",
+            dynamic_resolution=True,
+            paper=f"tiny {_kind}: 32 px, patch 4, dim 64, depth 4, 4 heads",
+            license="apache-2.0",
+        ),
+        **_PICO,
+    )

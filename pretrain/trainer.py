@@ -301,7 +301,8 @@ def load_objective(out: str | os.PathLike, device: str = "cpu") -> Objective:
             setattr(params, key, tuple(value) if isinstance(value, list) else value)
     encoder = load(run["model"], pretrained=False, resolution=run["resolution"])
     objective = cls(encoder, params, num_classes=run.get("num_classes", 0))
-    folder = out / "checkpoints" / json.loads((out / "checkpoints" / "latest.json").read_text())["dir"]
+    latest = json.loads((out / "checkpoints" / "latest.json").read_text())
+    folder = out / "checkpoints" / latest["dir"]
     objective.load_state_dict(load_file(str(folder / "weights.safetensors"), device=device))
     return objective.to(device).eval()
 

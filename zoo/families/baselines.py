@@ -56,8 +56,9 @@ register(
 # 4-px patches make a 32-px image an 8x8 grid, where a 16-px-patch ViT would see 2x2.
 _PICO = dict(patch_size=4, img_size=32, embed_dim=64, depth=4, num_heads=4, num_classes=0,
              global_pool="avg", dynamic_img_size=True)  # any crop size (multi-crop)
+_EVA02 = "EVA-02 (RoPE, SwiGLU, sub-LN)"
 for _name, _arch, _kind in (("vit_pico", "vit_tiny_patch16_224", "ViT"),
-                            ("eva02_pico", "eva02_tiny_patch14_224", "EVA-02 (RoPE, SwiGLU, sub-LN)")):
+                            ("eva02_pico", "eva02_tiny_patch14_224", _EVA02)):
     register(
         EncoderSpec(
             name=_name,

@@ -9,7 +9,11 @@ from vitbench.pretrain.objectives.supervised import Supervised
 
 __all__ = ["Hyperparameters", "Objective", "StepOutput", "get_objective", "list_objectives"]
 
-_OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (Supervised, Clip)}
+from vitbench.pretrain.objectives import _contrastive, _fusion, _mim, _selfdistill  # noqa: E402
+
+_OBJECTIVES: dict[str, type[Objective]] = {
+    cls.name: cls for cls in (Supervised, Clip, *_contrastive.OBJECTIVES, *_selfdistill.OBJECTIVES,
+                              *_mim.OBJECTIVES, *_fusion.OBJECTIVES)}
 
 
 def list_objectives() -> list[type[Objective]]:

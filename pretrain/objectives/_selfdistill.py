@@ -1,0 +1,3 @@
+"""Objectives of the selfdistill group (registered by pretrain/objectives/__init__.py)."""
+
+OBJECTIVES: tuple = ()

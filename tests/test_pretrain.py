@@ -204,3 +204,101 @@ def test_cli_list_and_tiny_run(tmp_path):
     bad = runner.invoke(app, ["pretrain", "--objective", "clip", "--model", "test_vit",
                               "--data", "cifar10", "--steps", "1", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "cifar10" in bad.output
+
+
+# ---- views, layer decay, online kNN, load_objective, recipes ------------------------------
+
+def test_views_are_deterministic_per_step_and_sized_by_the_view():
+    from vitbench.data import get_dataset
+    from vitbench.pretrain.data import Augment, TrainBatches, View
+
+    views = (View(), View(size=0.5, scale=(0.1, 0.4), jitter=1.0, grayscale=0.5, blur=0.5))
+    batches = TrainBatches(get_dataset("shapes", "train"), Augment(32, (0.5,) * 3, (0.5,) * 3),
+                           8, seed=3, views=views)
+    first, again, other = batches.batch(5), batches.batch(5), batches.batch(6)
+    assert [v.shape for v in first["views"]] == [(8, 3, 32, 32), (8, 3, 16, 16)]
+    for a, b in zip(first["views"], again["views"], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(first["views"][0], other["views"][0])
+    assert not torch.equal(first["views"][0], first["image"])  # views draw their own crops
+    # rank 1 of 2 gets exactly rows 4..7 of the global batch's views
+    half = batches.batch(5, rank=1, world=2)
+    torch.testing.assert_close(half["views"][1], first["views"][1][4:], rtol=0, atol=0)
+
+
+def test_layer_decay_scales_each_blocks_learning_rate():
+    from vitbench.pretrain.trainer import _param_groups
+
+    objective = get_objective("supervised")(vitbench.load("vit_pico", pretrained=False),
+                                            get_objective("supervised").Params(), num_classes=3)
+    decay, blocks = 0.5, len(objective.backbone.blocks)
+    groups = _param_groups(objective, 0.05, layer_decay=decay)
+    scale = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    named = dict(objective.named_parameters())
+    assert scale[id(named["backbone.patch_embed.proj.weight"])] == decay ** (blocks + 1)
+    for i in range(blocks):
+        assert scale[id(named[f"backbone.blocks.{i}.attn.qkv.weight"])] == decay ** (blocks - i)
+    assert scale[id(named["head.weight"])] == 1.0
+    wd = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert wd[id(named["backbone.blocks.0.norm1.weight"])] == 0.0
+    assert wd[id(named["backbone.blocks.0.attn.qkv.weight"])] == 0.05
+
+
+def test_online_knn_is_the_knn_of_encoded_features():
+    from vitbench.data import get_dataset
+    from vitbench.evals.protocols.knn import knn_classify
+    from vitbench.pretrain.trainer import online_knn
+
+    encoder = vitbench.load("vit_pico", pretrained=False)
+    train_set, test_set = get_dataset("digits", "train"), get_dataset("digits", "test")
+
+    def encode(dataset):
+        return torch.cat([encoder.encode_image(torch.stack(
+            [encoder.transform(dataset.image(i)) for i in range(j, min(j + 500, len(dataset)))]
+        )).pooled for j in range(0, len(dataset), 500)])
+
+    expected = (knn_classify(encode(train_set), train_set.labels, encode(test_set), k=20)
+                == test_set.labels).mean()
+    assert online_knn(encoder, "digits") == pytest.approx(float(expected))
+
+
+def test_load_objective_restores_the_whole_objective(tmp_path):
+    from vitbench.pretrain.trainer import load_objective
+
+    out = train(TrainConfig("clip", "vit_pico", data="digits", steps=3, batch_size=8,
+                            out=str(tmp_path / "run")))
+    objective = load_objective(out)
+    saved = load_file(str(out / "checkpoints" / "step-3" / "weights.safetensors"))
+    for name, value in objective.state_dict().items():
+        torch.testing.assert_close(value, saved[name], rtol=0, atol=0)
+    encoder = vitbench.load(str(out))
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():  # the run directory's encoder is the objective's image tower
+        expected = torch.nn.functional.normalize(
+            objective.image_proj(encoder.encode_image(pixels).pooled), dim=-1)
+        torch.testing.assert_close(objective.embed_image(pixels), expected)
+
+
+def test_recipe_runs_train_once_and_are_cached(tmp_path, monkeypatch):
+    import vitbench.pretrain.trainer as trainer
+    from vitbench.pretrain import recipes
+
+    tiny = recipes.Recipe("tiny-clip", "clip", steps=2, batch_size=8)
+    monkeypatch.setitem(recipes.RECIPES, "tiny-clip", tiny)
+    calls = []
+    original = trainer.train
+
+    def counting(config):
+        calls.append(config.out)
+        return original(config)
+
+    monkeypatch.setattr(trainer, "train", counting)
+    (tmp_path / "runs").mkdir()
+    stale = tmp_path / "runs" / f"tiny-clip-{tiny.key()}.partial"
+    stale.mkdir()  # what a killed first attempt leaves
+    first = recipes.ensure_run("tiny-clip", tmp_path)
+    second = recipes.ensure_run("tiny-clip", tmp_path)
+    assert first == second and len(calls) == 1
+    assert not stale.exists() and vitbench.load(str(first)).spec.supervision.value == "weakly"
+    with pytest.raises(VitbenchError, match="recipe"):
+        recipes.ensure_run("no-such-recipe", tmp_path)

@@ -18,7 +18,7 @@ from vitbench.errors import VitbenchError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Vision encoders: zoo, pretraining and evaluation behind one API.")
 
-DEFAULT_MODELS = ("pixels", "test_vit", "vit_s16")
+DEFAULT_MODELS = ("pixels", "test_vit", "vit_s16", "vit_pico")  # random weights
 MEASURED = Path("leaderboards/measured")
 
 
@@ -126,8 +126,8 @@ def eval_cmd(
     models, tasks = _split(model), _split(task)
     if not models and tasks:
         raise VitbenchError("--task given without --model (see `vitbench list`)")
-    if not models:  # the embedded default suite: random weights, offline
-        models, weights = list(DEFAULT_MODELS), weights or "random"
+    if not models:  # the embedded default suite: random weights and vitbench's own tiny runs
+        models, weights = [*DEFAULT_MODELS, *_default_runs(cache_dir)], weights or "random"
     tasks = tasks or list(DEFAULT_SUITE)
     embedded = all(get_task(t).embedded for t in tasks)
     out = out or str(MEASURED / ("embedded.csv" if embedded else "results.csv"))
@@ -142,6 +142,24 @@ def eval_cmd(
 
     typer.echo(render(pivot(rows_frame(rows), None if all_metrics else _main_metrics()), fmt))
     typer.echo(f"appended {len(rows)} rows to {out}", err=True)
+
+
+def _default_runs(cache_dir: str | None) -> list:
+    """Encoders vitbench pretrained itself (pretrain/recipes.py), trained on first use and
+    cached, named after their recipe so the leaderboard shows e.g. pico-clip-digits next to
+    vit_pico's random weights."""
+    from dataclasses import replace
+
+    from vitbench import load
+    from vitbench.pretrain.recipes import DEFAULT_RUNS, ensure_run
+
+    encoders = []
+    for name in DEFAULT_RUNS:
+        typer.echo(f"vitbench-pretrained encoder {name} (trained once, then cached)", err=True)
+        encoder = load(str(ensure_run(name, cache_dir, progress=sys.stderr.isatty())))
+        encoder.spec = replace(encoder.spec, name=name)
+        encoders.append(encoder)
+    return encoders
 
 
 def _report(rows) -> None:

@@ -5,6 +5,8 @@ picks the loader:
 
 - a directory with `dataset_dict.json`, `dataset_info.json` or `state.json`: a datasets
   `save_to_disk` directory (`HFImageDataset`);
+- a directory of webdataset `.tar` shards (`DIR/<split>/*.tar`, or `DIR/*.tar` as "train"):
+  `ShardDataset`, image-text samples for pretraining;
 - any other directory: an ImageFolder tree `DIR/<split>/<class>/<images>`;
 - a `.csv` / `.tsv` file: image-caption pairs (`CsvPairsDataset`);
 - a string that is not a path but looks like "owner/name": a Hugging Face hub dataset.
@@ -26,6 +28,7 @@ from vitbench.data.decode import decode_image, to_rgb
 from vitbench.data.embedded import DigitsDataset, ShapesDataset
 from vitbench.data.folders import CsvPairsDataset, ImageFolderDataset
 from vitbench.data.hf import HFImageDataset
+from vitbench.data.shards import ShardDataset, is_shard_dir
 from vitbench.errors import UnknownNameError, VitbenchError
 
 __all__ = [
@@ -75,6 +78,8 @@ _ENTRIES = (
     DatasetEntry("folder", "any ImageFolder tree DIR/<split>/<class>/...", True),
     DatasetEntry("hf", "any Hugging Face dataset (hub name or save_to_disk directory)", True),
     DatasetEntry("csv", "image-caption pairs from a CSV file", True),
+    DatasetEntry("webdataset", "webdataset tar shards DIR/<split>/*.tar (KEY.jpg + KEY.txt)",
+                 True),
 )
 _BY_NAME = {entry.name: entry for entry in _ENTRIES}
 _SAVE_TO_DISK_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
@@ -122,6 +127,8 @@ def get_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None =
 def _open_real(name: str, split: str, data_dir: str | os.PathLike[str]) -> ImageDataset:
     path = Path(data_dir).expanduser()
     if path.is_dir():
+        if is_shard_dir(path):
+            return ShardDataset(path, split, name=name)
         if any((path / marker).is_file() for marker in _SAVE_TO_DISK_MARKERS):
             return HFImageDataset(path, split, name=name)
         return ImageFolderDataset(path, split, name=name)

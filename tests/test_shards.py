@@ -71,3 +71,11 @@ def test_shards_pretrain_and_errors(shards, tmp_path):
     (tmp_path / "broken" / "x.tar").write_bytes(b"not a tar file at all" * 30)
     with pytest.raises(VitbenchError, match="not a readable webdataset shard"):
         get_dataset("webdataset", "train", tmp_path / "broken")
+    (tmp_path / "mute").mkdir()  # images only: image-text objectives say what is missing
+    rng = np.random.default_rng(1)
+    _write_shard(tmp_path / "mute" / "a.tar",
+                 [(f"k{i}", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), [], 0)
+                  for i in range(8)])
+    with pytest.raises(VitbenchError, match="has no captions"):
+        train(TrainConfig("clip", "vit_pico", data="webdataset", steps=1, batch_size=8,
+                          data_dir=str(tmp_path / "mute"), out=str(tmp_path / "mute_run")))

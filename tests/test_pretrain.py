@@ -198,9 +198,12 @@ def test_cli_list_and_tiny_run(tmp_path):
     out = tmp_path / "cli"
     result = runner.invoke(app, ["pretrain", "--objective", "clip", "--model", "test_vit",
                                  "--steps", "2", "--batch-size", "8", "--resolution", "32",
-                                 "--out", str(out)])
+                                 "--data", "digits", "--knn-every", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert vitbench.load(str(out)).spec.name == str(out)
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    knn = [x["knn"] for x in logged if "knn" in x]
+    assert len(knn) == 1 and 0.1 <= knn[0] <= 1.0  # digits: above chance even at random init
     bad = runner.invoke(app, ["pretrain", "--objective", "clip", "--model", "test_vit",
                               "--data", "cifar10", "--steps", "1", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "cifar10" in bad.output

@@ -228,6 +228,10 @@ def pretrain_cmd(
     resolution: int = typer.Option(32, min=8),
     accumulate: int = typer.Option(1, min=1, help="Gradient accumulation steps."),
     checkpoint_every: int = typer.Option(0, min=0, help="Checkpoint every N steps (0: end)."),
+    knn_every: int = typer.Option(0, min=0, help="Online kNN on the data's held-out split "
+                                                  "every N steps (0: off)."),
+    warmup_steps: int | None = typer.Option(None, min=0, help="Warmup steps (default: the "
+                                                                "paper's fraction of --steps)."),
     seed: int = typer.Option(0),
     device: str | None = typer.Option(None, help="cpu | cuda (default: cuda if available)."),
     out: str | None = typer.Option(None, help="Run directory (default runs/OBJECTIVE-MODEL)."),
@@ -248,7 +252,8 @@ def pretrain_cmd(
 
     config = TrainConfig(objective=objective, model=model, data=data, data_dir=data_dir,
                          steps=steps, batch_size=batch_size, lr=lr, resolution=resolution,
-                         accumulate=accumulate, checkpoint_every=checkpoint_every, seed=seed,
+                         accumulate=accumulate, checkpoint_every=checkpoint_every,
+                         knn_every=knn_every, warmup_steps=warmup_steps, seed=seed,
                          device=device, out=out or f"runs/{objective}-{model}", resume=resume,
                          progress=sys.stderr.isatty(), overrides=dict(_setting(s) for s in set_))
     directory = train(config)

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from vitbench.contract import Encoder
 from vitbench.pretrain.losses import siglip_loss
 from vitbench.pretrain.losses.contrastive import SIGLIP_INIT_BIAS, SIGLIP_INIT_LOG_SCALE
 from vitbench.pretrain.objectives.base import Objective, StepOutput
-from vitbench.pretrain.objectives.clip import ClipParams, TextTower, gather_with_grad
+from vitbench.pretrain.objectives.clip import Clip, ClipParams, TextTower, gather_with_grad
 
 
 @dataclass
@@ -60,11 +59,9 @@ class Siglip(Objective):
         self.logit_scale = nn.Parameter(torch.tensor(float(params.init_log_scale)))  # t'
         self.logit_bias = nn.Parameter(torch.tensor(float(params.init_bias)))  # b
 
-    def embed_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_proj(self.features(pixels)).float(), dim=-1)
-
-    def embed_text(self, texts: list[str]) -> torch.Tensor:
-        return F.normalize(self.text(texts).float(), dim=-1)
+    # the same joint space as CLIP's: projection + text tower, L2-normalised
+    embed_image = Clip.embed_image
+    embed_text = Clip.embed_text
 
     def forward(self, batch: dict) -> StepOutput:
         image, text = self.embed_image(batch["image"]), self.embed_text(batch["caption"])

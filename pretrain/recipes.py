@@ -45,7 +45,7 @@ class Recipe:
 
 
 RECIPES = {r.name: r for r in (
-    Recipe("pico-clip-digits", "clip"),
+    Recipe("pico-clip-digits", "clip", steps=300),
     Recipe("pico-supervised-digits", "supervised", steps=300, batch_size=64),
 )}
 DEFAULT_RUNS = ("pico-clip-digits",)  # what `vitbench eval` with no arguments adds

@@ -10,7 +10,9 @@ import pytest
 
 @pytest.mark.slow
 def test_default_suite_runs_offline_and_writes_the_leaderboard(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VITBENCH_CACHE": str(tmp_path / "cache")}
+    # the session cache (conftest.py): the CLIP recipe trains once for this test and the
+    # learns tests that use it (pico_clip_run)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-m", "vitbench.cli", "eval"], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -28,6 +30,6 @@ def test_default_suite_runs_offline_and_writes_the_leaderboard(tmp_path):
                      (rows.task == "digits_knn")].value.item()
     assert all(knn(model) > 30 for model in models)  # chance: 10
     # the encoder vitbench pretrained beats its own architecture with random weights
-    assert knn("pico-clip-digits") > knn("vit_pico") + 10
+    assert knn("pico-clip-digits") > knn("vit_pico") + 20
     print(result.stdout)  # the leaderboard, visible with -s
     assert "shapes_linear/top1" in result.stdout

@@ -77,12 +77,19 @@ def image_states(model: nn.Module, pixels: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class TextEmbedding(nn.Module):
-    """Word + position embeddings over hashed ids (+1 row: the [MASK] token)."""
+    """Word + position embeddings over hashed ids (+1 row: the [MASK] token).
+
+    Word vectors start at BERT's N(0, 0.02), the scale of the position embeddings and of the
+    ViT's tokens, not torch's N(0, 1): at unit scale every [CLS] state is its own (shared)
+    embedding plus a tiny attention update, all captions embed alike (cosine ~1 in the
+    multiway model) and the ITC gradient vanishes.
+    """
 
     def __init__(self, vocab_size: int, width: int, length: int):
         super().__init__()
         self.vocab_size, self.length = vocab_size, length
         self.token = nn.Embedding(vocab_size + 1, width)
+        nn.init.normal_(self.token.weight, std=0.02)
         self.position = nn.Parameter(torch.randn(length, width) * 0.02)
 
     def forward(self, ids: Tensor) -> Tensor:

@@ -41,7 +41,9 @@ class AlbefParams(Hyperparameters):
     """ALBEF (arXiv:2107.07651, sec. 4 "implementation details"): AdamW, wd 0.02, lr warmed up
     to 1e-4 in the first 1000 iterations then cosine-decayed to 1e-5, batch 512, 30 epochs;
     momentum 0.995 for the momentum model, queue 65,536, temperature 0.07 (learnable), MLM 15%,
-    distillation alpha 0.4. ALBEF uses a 6-layer text encoder and 6 fusion layers; here 2 + 2."""
+    distillation alpha 0.4. ALBEF uses a 6-layer text encoder and 6 fusion layers; here 2 + 2.
+    ALBEF (and BLIP) add ITC, ITM and MLM/LM unweighted: the weights below default to 1 and
+    exist so a tiny run can let ITC, the loss that shapes the image features, dominate."""
 
     lr: float = 1e-4
     min_lr: float = 1e-5
@@ -54,6 +56,9 @@ class AlbefParams(Hyperparameters):
     distill_alpha: float = 0.4  # 0: no momentum distillation (and no momentum model)
     mlm_prob: float = 0.15
     negative_temperature: float | None = None  # None: sample negatives at the ITC temperature
+    itc_weight: float = 1.0  # ALBEF sums its three losses unweighted
+    itm_weight: float = 1.0
+    generative_weight: float = 1.0  # MLM (ALBEF) or captioning (BLIP)
     embed_dim: int = 64
     text_width: int = 64
     text_heads: int = 4
@@ -145,7 +150,7 @@ class Albef(Objective):
 
         itm = self._itm_loss(ids, states, self.cross_proj(tokens), image, text, batch["caption"])
         kind, generative = self._generative_loss(ids, self.cross_proj(tokens))
-        loss = itc + itm + generative
+        loss = p.itc_weight * itc + p.itm_weight * itm + p.generative_weight * generative
         return StepOutput(loss, {"itc": itc.detach(), "itm": itm.detach(),
                                  kind: generative.detach(), "temp": self.temp.detach()})
 

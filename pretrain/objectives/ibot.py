@@ -100,7 +100,7 @@ class Ibot(Dino):
 
     def forward(self, batch: dict) -> StepOutput:
         views = batch["views"]
-        globals_, locals_ = torch.cat(views[:2]), views[2:]
+        globals_, locals_ = torch.cat(views[:2]), self.local_views(views)
         patch = self.backbone.patch_embed.patch_size
         grid = (globals_.shape[-2] // patch[0], globals_.shape[-1] // patch[1])
         mask = self.draw_masks(len(globals_), grid, globals_.device)

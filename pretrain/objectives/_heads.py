@@ -19,11 +19,13 @@ class DinoHead(nn.Module):
     so the last layer is written as rows normalised on the fly: the same function, and a plain
     parameter that EMA copies and checkpoints need no parametrisation for."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int = 2048, bottleneck: int = 256):
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 2048, bottleneck: int = 256,
+                 use_bn: bool = False):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(),
-                                 nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, bottleneck))
+        layers: list[nn.Module] = []
+        for width in (in_dim, hidden):
+            layers += [nn.Linear(width, hidden), *([nn.BatchNorm1d(hidden)] * use_bn), nn.GELU()]
+        self.mlp = nn.Sequential(*layers, nn.Linear(hidden, bottleneck))
         self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck))
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):  # DINO: trunc_normal(std=0.02), zero bias
@@ -32,8 +34,10 @@ class DinoHead(nn.Module):
         nn.init.trunc_normal_(self.prototypes, std=0.02)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.normalize(self.mlp(x), dim=-1)
-        return F.linear(x, F.normalize(self.prototypes, dim=-1))
+        """(..., in_dim) -> (..., out_dim): pooled (B, D) or patch tokens (B, N, D)."""
+        lead = x.shape[:-1]
+        x = F.normalize(self.mlp(x.flatten(0, -2)), dim=-1)  # BatchNorm1d wants (rows, D)
+        return F.linear(x, F.normalize(self.prototypes, dim=-1)).unflatten(0, lead)
 
 
 def vit_forward(model: nn.Module, pixels: Tensor, mask: Tensor | None = None,

@@ -55,6 +55,7 @@ class DinoParams(Hyperparameters):
     out_dim: int = 65536
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
+    use_bn_in_head: bool = False
     student_temp: float = 0.1
     teacher_temp: float = 0.04
     teacher_temp_end: float = 0.07
@@ -84,7 +85,8 @@ class Dino(Objective):
 
     def _make_head(self) -> nn.Module:
         p = self.params
-        return DinoHead(self.feature_dim, p.out_dim, p.hidden_dim, p.bottleneck_dim)
+        return DinoHead(self.feature_dim, p.out_dim, p.hidden_dim, p.bottleneck_dim,
+                        p.use_bn_in_head)
 
     def _student(self) -> nn.ModuleDict:
         """What the teacher averages (built on the fly: registering it would save the

@@ -60,7 +60,7 @@ class Ibot(Dino):
         if not self.params.shared_head:
             p = self.params
             self.patch_head = type(head)(self.feature_dim, p.patch_out_dim, p.hidden_dim,
-                                         p.bottleneck_dim)
+                                         p.bottleneck_dim, p.use_bn_in_head)
         return head
 
     def _student(self) -> nn.ModuleDict:

@@ -48,7 +48,7 @@ def objectives_table(steps: int) -> None:
             except Exception as exc:  # report and go on: one objective must not hide the rest
                 print(f"| {cls.name} | {model} | failed: {type(exc).__name__}: {exc} | |")
                 continue
-            lines = [json.loads(x) for x in (Path(tmp) / "metrics.jsonl").read_text().split()
+            lines = [json.loads(x) for x in (Path(tmp) / "metrics.jsonl").read_text().splitlines()
                      if x.strip()]
             timed = [x for x in lines if "seconds" in x]
             seconds = timed[-1]["seconds"] - timed[2]["seconds"]
@@ -155,8 +155,8 @@ def lightly_losses(repeats: int) -> None:
         return float(loss)
 
     def theirs_patch():
-        ipeer.center.zero_()
-        loss = ipeer(teacher_out=t[mask], student_out=s[mask], mask=mask)
+        ipeer.center.center.zero_()  # lightly's Center module keeps its value in `center`
+        loss = ipeer(teacher_out=t[mask], student_out=s[mask], mask=mask.view(n, 8, 8))
         loss.backward()
         return float(loss)
 

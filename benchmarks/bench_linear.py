@@ -11,7 +11,8 @@ clustered features (10k x 384 train, 2k test, 100 classes). For each:
   same protocol written with scikit-learn (StandardScaler, stratified split, warm-started
   sweep over the same grid, refit).
 
-Run: /work/venv/bin/python benchmarks/bench_linear.py [--threads N]
+Run: /work/venv/bin/python benchmarks/bench_linear.py [--threads N] [--device cuda]
+     [--n-train 10000 --dim 384 --classes 100]
 """
 
 from __future__ import annotations
@@ -60,15 +61,16 @@ def objective(x, y, weight, bias, C):
 
 
 
-def fixed_c(train_x, train_y, test_x, test_y, C, repeats):
+def fixed_c(train_x, train_y, test_x, test_y, C, repeats, device):
     scaler = StandardScaler().fit(train_x)
     train_x, test_x = scaler.transform(train_x), scaler.transform(test_x)
 
     rows = []
     for tol in (1e-6, 1e-4):  # our default, then scikit-learn's default tolerance
-        seconds, fit = best_time(lambda t=tol: fit_logistic(train_x, train_y, C, tol=t),
+        seconds, fit = best_time(lambda t=tol: fit_logistic(train_x, train_y, C, tol=t,
+                                                                device=device),
                                  repeats)
-        weight, bias = fit.weight.numpy(), fit.bias.numpy()
+        weight, bias = fit.weight.cpu().numpy(), fit.bias.cpu().numpy()
         acc = 100 * ((test_x @ weight.T + bias).argmax(1) == test_y).mean()
         rows.append((f"vitbench fit_logistic tol={tol:g}", acc, seconds, fit.n_iter,
                      objective(train_x, train_y, weight, bias, C)))
@@ -93,12 +95,12 @@ def sklearn_sweep(train_x, train_y, test_x, test_y, grid, val_fraction=0.2, seed
     return 100 * final.score(test_x, test_y), best_c
 
 
-def run_problem(name, train_x, train_y, test_x, test_y, *, C, repeats):
+def run_problem(name, train_x, train_y, test_x, test_y, *, C, repeats, device):
     """Print the fixed-C and full-protocol tables for one problem."""
     grid = list(DEFAULT_C_GRID)
     print(f"\n### {name}: train {train_x.shape}, test {test_x.shape}")
     print(f"\nfixed C={C}, standardised features\n")
-    rows = fixed_c(train_x, train_y, test_x, test_y, C, repeats)
+    rows = fixed_c(train_x, train_y, test_x, test_y, C, repeats, device)
     print(f"| {'solver':<32} | {'top-1 %':>7} | {'seconds':>7} | {'iters':>5} | "
           f"{'objective':>11} |")
     print(f"|{'-' * 34}|{'-' * 8}:|{'-' * 8}:|{'-' * 6}:|{'-' * 12}:|")
@@ -107,7 +109,8 @@ def run_problem(name, train_x, train_y, test_x, test_y, *, C, repeats):
     print(f"\nspeed ratio (scikit-learn / vitbench): {rows[2][2] / rows[0][2]:.2f}x at "
           f"tol=1e-6, {rows[2][2] / rows[1][2]:.2f}x at tol=1e-4")
 
-    ours_s, ours = best_time(lambda: linear_probe(train_x, train_y, test_x, test_y),
+    ours_s, ours = best_time(lambda: linear_probe(train_x, train_y, test_x, test_y,
+                                                         device=device),
                              repeats)
     sk_s, (sk_acc, sk_c) = best_time(
         lambda: sklearn_sweep(train_x, train_y, test_x, test_y, grid), repeats)
@@ -127,14 +130,19 @@ def main() -> None:
     parser.add_argument("--C", type=float, default=1.0, help="C of the fixed-C comparison")
     parser.add_argument("--repeats", type=int, default=3, help="timings are best of N")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", default="cpu", help="vitbench's side: cpu | cuda")
+    parser.add_argument("--n-train", type=int, default=10_000, help="synthetic problem")
+    parser.add_argument("--dim", type=int, default=384, help="synthetic problem")
+    parser.add_argument("--classes", type=int, default=100, help="synthetic problem")
     args = parser.parse_args()
     limit_threads(args.threads)
-    print(machine_line(args.threads))
+    print(machine_line(args.threads) + f"; vitbench on {args.device}")
     # Pay torch's one-off optimizer import cost (~2 s) outside the timings.
-    fit_logistic(np.eye(2), np.arange(2), 1.0)
+    fit_logistic(np.eye(2), np.arange(2), 1.0, device=args.device)
 
-    for problem in (digits_problem(), synthetic_problem()):
-        run_problem(*problem, C=args.C, repeats=args.repeats)
+    synthetic = synthetic_problem(args.n_train, args.n_train // 5, args.dim, args.classes)
+    for problem in (digits_problem(), synthetic):
+        run_problem(*problem, C=args.C, repeats=args.repeats, device=args.device)
 
 
 if __name__ == "__main__":

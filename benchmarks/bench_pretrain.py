@@ -10,6 +10,7 @@
    values agree.
 
 Usage: python benchmarks/bench_pretrain.py [--threads 2] [--steps 20] [--skip-objectives]
+       [--skip-peers] [--device cuda --model vit_b16 --resolution 224 --batch 128]
 """
 
 from __future__ import annotations
@@ -31,28 +32,38 @@ from vitbench.pretrain.objectives import get_objective, list_objectives  # noqa:
 from vitbench.pretrain.trainer import TrainConfig, train  # noqa: E402
 
 BATCH = 64
+EVA02_STUDENT = {"vit_pico": "eva02_pico", "vit_t16": "eva02_t", "vit_s16": "eva02_s",
+                 "vit_b16": "eva02_b", "vit_l16": "eva02_l"}
 
 
-def objectives_table(steps: int) -> None:
-    print(f"\n## steps/s per objective (trainer, vit_pico, digits, batch {BATCH}, {steps} steps"
-          " after 3 warm-up steps)\n")
+def objectives_table(steps: int, device: str, model: str, resolution: int, batch: int) -> None:
+    print(f"\n## steps/s per objective (trainer, {model}, digits at {resolution} px, batch {batch},"
+          f" {device}, {steps} steps after 3 warm-up steps)\n")
     print("| objective | model | steps/s | images/s |\n|---|---|---:|---:|")
+    common = dict(data="digits", batch_size=batch, log_every=1, device=device,
+                  resolution=resolution)
+    teacher_dir = tempfile.TemporaryDirectory()
+    # EVA / BEiT v2 teacher: the student's architecture with random weights (speed only; a
+    # zoo name would fetch published weights), saved as a run directory by one supervised step
+    teacher = str(train(TrainConfig("supervised", model, steps=1, out=teacher_dir.name,
+                                    **common)))
     for cls in list_objectives():
-        model = "eva02_pico" if cls.name == "eva02" else "vit_pico"
-        data = "digits"
+        name = EVA02_STUDENT.get(model, model) if cls.name == "eva02" else model  # RoPE, SwiGLU
+        overrides = {"teacher": teacher} if "teacher" in cls.Params.__dataclass_fields__ else {}
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                config = TrainConfig(cls.name, model, data=data, steps=steps + 3,
-                                     batch_size=BATCH, out=tmp, log_every=1)
+                config = TrainConfig(cls.name, name, steps=steps + 3, out=tmp,
+                                     overrides=overrides, **common)
                 train(config)
             except Exception as exc:  # report and go on: one objective must not hide the rest
-                print(f"| {cls.name} | {model} | failed: {type(exc).__name__}: {exc} | |")
+                print(f"| {cls.name} | {name} | failed: {type(exc).__name__}: {exc} | |")
                 continue
             lines = [json.loads(x) for x in (Path(tmp) / "metrics.jsonl").read_text().splitlines()
                      if x.strip()]
             timed = [x for x in lines if "seconds" in x]
             seconds = timed[-1]["seconds"] - timed[2]["seconds"]
-        print(f"| {cls.name} | {model} | {steps / seconds:.2f} | {BATCH * steps / seconds:.0f} |")
+        print(f"| {cls.name} | {name} | {steps / seconds:.2f} | {batch * steps / seconds:.0f} |")
+    teacher_dir.cleanup()
 
 
 def _open_clip_model():
@@ -150,7 +161,7 @@ def lightly_losses(repeats: int) -> None:
     ipeer = IBOTPatchLoss(output_dim=dim, teacher_temp=0.04, student_temp=0.1)
 
     def ours_patch():
-        loss = ibot_patch_loss(s, center.teacher_probs(t, 0.04), mask, 0.1)
+        loss = ibot_patch_loss(s[mask], center.teacher_probs(t, 0.04)[mask], mask, 0.1)
         loss.backward()
         return float(loss)
 
@@ -171,18 +182,29 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-objectives", action="store_true")
+    parser.add_argument("--device", default="cpu", help="objectives table: cpu | cuda (bf16 "
+                        "autocast, as the trainer does on GPUs)")
+    parser.add_argument("--model", default="vit_pico", help="objectives table: student")
+    parser.add_argument("--resolution", type=int, default=32, help="objectives table")
+    parser.add_argument("--batch", type=int, default=BATCH, help="objectives table")
+    parser.add_argument("--skip-peers", action="store_true", help="only the objectives table")
     args = parser.parse_args()
     limit_threads(args.threads)
     print(machine_line(args.threads))
+    if not args.skip_peers:
+        peers(args.repeats)
+    if not args.skip_objectives:
+        objectives_table(args.steps, args.device, args.model, args.resolution, args.batch)
+
+
+def peers(repeats: int) -> None:
     print(f"\n## image-text training step vs open_clip (batch {BATCH}, 5 steps, best of "
-          f"{args.repeats})\n")
+          f"{repeats})\n")
     print("| objective | vitbench steps/s | open_clip steps/s | speed ratio |")
     print("|---|---:|---:|---:|")
     for kind in ("clip", "siglip"):
-        image_text_steps(kind, args.repeats)
-    lightly_losses(args.repeats)
-    if not args.skip_objectives:
-        objectives_table(args.steps)
+        image_text_steps(kind, repeats)
+    lightly_losses(repeats)
 
 
 if __name__ == "__main__":

@@ -166,8 +166,7 @@ def _step(model, objective: Objective, batch: dict, config: TrainConfig, params,
     totals: dict[str, float] = {}
     parts = split_micro(batch, config.accumulate)
     for i, micro in enumerate(parts):
-        micro = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                 for k, v in micro.items()}
+        micro = {k: _to_device(v, device) for k, v in micro.items()}
         ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
         last = i == len(parts) - 1  # DDP all-reduces gradients on the last micro-batch only
         with (model.no_sync() if ddp and not last else _nullcontext()), _autocast(device):
@@ -370,6 +369,15 @@ def _distributed(device: str | None) -> _Dist:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if cuda else "gloo")
     return _Dist(dist.get_rank(), world, local_rank)
+
+
+def _to_device(value, device: torch.device):
+    """Tensors, and lists of them (multi-crop views), onto `device`; captions stay as they are."""
+    if torch.is_tensor(value):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, list | tuple) and value and all(torch.is_tensor(v) for v in value):
+        return [v.to(device, non_blocking=True) for v in value]
+    return value
 
 
 def _autocast(device: torch.device):

@@ -209,6 +209,15 @@ def test_cli_list_and_tiny_run(tmp_path):
     assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "cifar10" in bad.output
 
 
+def test_multi_crop_on_a_fixed_size_model_is_a_one_line_error(tmp_path):
+    # BEiT's relative position tables fix its input size: DINO's smaller local crops cannot run
+    result = CliRunner().invoke(app, ["pretrain", "--objective", "dino", "--model", "beit_b16",
+                                      "--resolution", "64", "--steps", "1", "--batch-size", "2",
+                                      "--data", "digits", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "32 px local crops" in result.output and "local_crops=0" in result.output
+
+
 # ---- views, layer decay, online kNN, load_objective, recipes ------------------------------
 
 def test_views_are_deterministic_per_step_and_sized_by_the_view():
@@ -305,3 +314,15 @@ def test_recipe_runs_train_once_and_are_cached(tmp_path, monkeypatch):
     assert not stale.exists() and vitbench.load(str(first)).spec.supervision.value == "weakly"
     with pytest.raises(VitbenchError, match="recipe"):
         recipes.ensure_run("no-such-recipe", tmp_path)
+
+
+def test_step_moves_multi_crop_views_to_the_device():
+    """The views list must follow the batch onto the GPU (a CPU crop under CUDA autocast
+    failed as 'Input type (float) and bias type (BFloat16)'); captions stay strings."""
+    from vitbench.pretrain.trainer import _to_device
+
+    meta = torch.device("meta")  # any device but the CPU's shows the move
+    views = _to_device([torch.zeros(2, 3), torch.zeros(1, 3)], meta)
+    assert [v.device for v in views] == [meta, meta]
+    assert _to_device(["a cat", "a dog"], meta) == ["a cat", "a dog"]
+    assert _to_device(torch.zeros(1), meta).device == meta

@@ -432,6 +432,29 @@ def test_encode_batches_pil_images_and_datasets():
     torch.testing.assert_close(whole.pooled[:10], direct.pooled)
 
 
+def test_tokens_false_skips_only_the_tokens():
+    encoder = vitbench.load("test_vit", pretrained=False, resolution=32)
+    x = torch.randn(2, 3, 32, 32)
+    full, lean = encoder.encode_image(x), encoder.encode_image(x, tokens=False)
+    assert lean.tokens is None and full.tokens is not None
+    torch.testing.assert_close(lean.pooled, full.pooled)
+
+
+def test_zoo_vit_takes_smaller_crops_and_matches_timm_at_its_size():
+    """Built with timm's dynamic_img_size (DINO's local crops are half the global side);
+    at the built size the outputs are timm's own."""
+    import timm
+
+    encoder = vitbench.load("vit_t16", pretrained=False)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False).eval()
+    model.load_state_dict(encoder.model.state_dict())
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        expected = model.forward_head(model.forward_features(x), pre_logits=True)
+    torch.testing.assert_close(encoder.encode_image(x).pooled, expected)
+    assert encoder.encode_image(torch.randn(1, 3, 96, 96)).tokens.shape == (1, 36, 192)
+
+
 def test_bf16_autocast_is_close_to_fp32():
     x = torch.randn(2, 3, 64, 64)
     fp32 = vitbench.load("test_vit", pretrained=False, resolution=64).encode_image(x).pooled

@@ -219,7 +219,7 @@ class Encoder(ABC):
 
     @torch.inference_mode()
     def encode_image(self, pixels: torch.Tensor | Sequence[torch.Tensor],
-                     layers: Sequence[int] = ()) -> ImageFeatures:
+                     layers: Sequence[int] = (), tokens: bool = True) -> ImageFeatures:
         """Encode a preprocessed batch (B, 3, H, W); features come back as fp32 on CPU.
 
         Args:
@@ -228,6 +228,8 @@ class Encoder(ABC):
                 tokens come back padded with `ImageFeatures.token_mask`.
             layers: block indices whose outputs to add as `ImageFeatures.layers`
                 (e.g. [-4, -3, -2, -1], as DINOv2 probes its last four blocks).
+            tokens: False leaves `tokens` None. On a GPU, copying the (B, N, D) patch tokens
+                to the host takes longer than the forward pass itself (benchmarks/RESULTS.md).
         """
         if isinstance(pixels, torch.Tensor):
             pixels = pixels.to(self.device, non_blocking=True)
@@ -244,10 +246,12 @@ class Encoder(ABC):
         def cpu(t):
             return None if t is None else t.float().cpu()
 
-        return ImageFeatures(cpu(out.pooled), cpu(out.tokens), cpu(out.projected),
+        return ImageFeatures(cpu(out.pooled), cpu(out.tokens) if tokens else None,
+                             cpu(out.projected),
                              tuple(LayerOutput(lo.index, cpu(lo.cls), cpu(lo.tokens))
                                    for lo in out.layers),
-                             None if out.token_mask is None else out.token_mask.cpu())
+                             None if out.token_mask is None or not tokens
+                             else out.token_mask.cpu())
 
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:

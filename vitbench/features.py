@@ -202,7 +202,7 @@ def _encode_range(encoder: Encoder, dataset: ImageDataset, kinds, rows: range,
         bad += [e.path for e in errors]
         if pixels is None:
             continue
-        feats = encoder.encode_image(pixels, layers=layers)
+        feats = encoder.encode_image(pixels, layers=layers, tokens="tokens" in kinds)
         for kind, view in views.items():
             value = feats.get(kind) if view is None else view.select(feats, encoder.spec.name)
             chunks[kind].append(value.numpy())

@@ -152,25 +152,27 @@ def dino_loss(
 
 
 def ibot_patch_loss(
-    student_patch_logits: Tensor,
-    teacher_patch_probs: Tensor,
+    student_masked_logits: Tensor,
+    teacher_masked_probs: Tensor,
     mask: Tensor,
     student_temp: float = STUDENT_TEMP,
 ) -> Tensor:
-    """iBOT's masked patch self-distillation (arXiv:2111.07832, eq. 2; DINOv2's ``forward``).
+    """iBOT's masked patch self-distillation (arXiv:2111.07832, eq. 2), in DINOv2's
+    ``forward_masked`` form: only the masked patches go through the heads, which at 224 px with
+    65536 prototypes is the difference between fitting in GPU memory and not.
 
-    The student saw the masked image, the teacher the full one; the cross-entropy counts only
-    masked patches, is averaged per image, then over images (an image without masked patches
-    contributes 0).
+    The student saw the masked image, the teacher the full one; the cross-entropy over the
+    masked patches is averaged per image, then over the B images (an image without masked
+    patches contributes 0).
 
     Args:
-        student_patch_logits: ``(B, N, K)``.
-        teacher_patch_probs: ``(B, N, K)`` centred, sharpened teacher distributions.
-        mask: ``(B, N)`` bool, True where the student's patch was masked.
+        student_masked_logits: ``(M, K)``, the rows ``logits[mask]`` of the student's patches.
+        teacher_masked_probs: ``(M, K)`` centred, sharpened teacher distributions, same rows.
+        mask: ``(B, N)`` bool, True where the student's patch was masked (M of them).
     """
-    ce = _cross_entropy(teacher_patch_probs.detach(), student_patch_logits, student_temp)
-    m = mask.to(ce.dtype)
-    return ((ce * m).sum(-1) / m.sum(-1).clamp(min=1.0)).mean()
+    ce = _cross_entropy(teacher_masked_probs.detach(), student_masked_logits, student_temp)
+    per_image = mask.sum(-1, keepdim=True).clamp(min=1).expand_as(mask)[mask]
+    return (ce / per_image).sum() / len(mask)
 
 
 def koleo_loss(x: Tensor, eps: float = 1e-8) -> Tensor:

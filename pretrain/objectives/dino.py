@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from vitbench.contract import Encoder
+from vitbench.errors import VitbenchError
 from vitbench.pretrain.data import View
 from vitbench.pretrain.ema import EMA
 from vitbench.pretrain.losses import DinoCenter, dino_loss, teacher_temperature
@@ -76,6 +77,8 @@ class Dino(Objective):
 
     def __init__(self, encoder: Encoder, params: DinoParams, num_classes: int = 0):
         super().__init__(encoder, params, num_classes)
+        if params.local_crops > 0:
+            _check_takes_local_crops(encoder, self.name)
         self.head = self._make_head()
         self.teacher = EMA(self._student())
         self.center = DinoCenter(params.out_dim, params.center_momentum)
@@ -134,6 +137,19 @@ class Dino(Objective):
         self.teacher.update(self._student(),
                             ema_momentum(step, total, self.params.momentum_teacher))
         self.progress.copy_(torch.tensor([step + 1, total]))
+
+
+@torch.no_grad()
+def _check_takes_local_crops(encoder: Encoder, objective: str) -> None:
+    """One-line error, before training, for a backbone fixed to its input size (BEiT's relative
+    position tables, convnets built for one size): local crops are half the global side."""
+    side = max(1, round(encoder.resolution * LOCAL_VIEW.size))
+    try:
+        encoder._forward(torch.zeros(1, 3, side, side))
+    except Exception as exc:  # backends fail in their own ways; each means "no"
+        raise VitbenchError(f"{objective}'s {side} px local crops do not fit {encoder.spec.name} "
+                            f"({type(exc).__name__}); pick a model that takes any input size, "
+                            "or --set local_crops=0") from exc
 
 
 def _entropy(probs: Tensor) -> Tensor:

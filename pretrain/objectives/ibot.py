@@ -114,8 +114,8 @@ class Ibot(Dino):
         if locals_:
             student += self.head(self.features(torch.cat(locals_))).chunk(len(locals_))
         cls_loss = dino_loss(student, targets, self.params.student_temp)
-        patch_loss = ibot_patch_loss(student_patch_head(s_patches), patch_targets, mask,
-                                     self.params.student_temp)
+        patch_loss = ibot_patch_loss(student_patch_head(s_patches[mask]), patch_targets[mask],
+                                     mask, self.params.student_temp)
         extra = self.regulariser(s_pooled)
         loss = cls_loss + self.params.patch_weight * patch_loss + sum(extra.values())
         return StepOutput(loss, {"cls_loss": cls_loss.detach(), "patch_loss": patch_loss.detach(),

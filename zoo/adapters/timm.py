@@ -71,6 +71,14 @@ def patch_tokens(model: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:
     return feats.flatten(2).transpose(1, 2)
 
 
+def _vit_like(name: str) -> bool:
+    """timm's ViT, DeiT and EVA classes: the ones that take `dynamic_img_size`."""
+    import timm
+
+    arch = name.split(".")[0]
+    return any(arch in timm.list_models(module=m) for m in ("vision_transformer", "deit", "eva"))
+
+
 def _fixed_input_size(name: str) -> bool:
     """timm's own flag: window/position-embedding models are built for one input size."""
     from timm.models import get_pretrained_cfg
@@ -92,6 +100,10 @@ def build(entry, request, resolution: int) -> TimmEncoder:
     # "local": a run directory of an entry without published weights (no timm tag to keep)
     name = f"{spec.backend_id}.{tag}" if tag and tag != "local" else spec.backend_id
     kwargs = dict(entry.build_args)
+    if spec.dynamic_resolution and _vit_like(name):
+        # forward accepts any size, not only the one built for: DINO's multi-crop feeds
+        # smaller local crops. Same outputs at the built size (no position resampling there).
+        kwargs.setdefault("dynamic_img_size", True)
     if spec.dynamic_resolution and resolution != spec.input_size:
         kwargs["img_size"] = resolution  # timm resamples position embeddings on load
     elif resolution != spec.input_size and _fixed_input_size(name):

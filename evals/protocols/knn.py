@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from vitbench.errors import VitbenchError
+from vitbench.evals.protocols._arrays import normalised_rows
 
 # Move the search to a GPU index (when faiss has GPUs) only for databases at least this big
 # (train rows x dim): below it the copy to the device costs more than the search saves.
@@ -81,8 +82,8 @@ def knn_predict_many(
     Raises:
         VitbenchError: on empty, mismatched or non-finite inputs, or bad ks / temperature.
     """
-    train = _normalised_features(train_x, "train_x")
-    test = _normalised_features(test_x, "test_x")
+    train = normalised_rows(train_x, "train_x")
+    test = normalised_rows(test_x, "test_x")
     labels = _labels(train_y, len(train))
     if train.shape[1] != test.shape[1]:
         raise VitbenchError(f"train_x has {train.shape[1]} features but test_x has "
@@ -101,19 +102,6 @@ def knn_predict_many(
         for k, pred in _vote(sims, labels[ids], ks, temperature, num_classes).items():
             predictions[k][start:start + chunk] = pred
     return predictions
-
-
-def _normalised_features(x: Any, name: str) -> np.ndarray:
-    """Float32 C-contiguous rows scaled to unit L2 norm (all-zero rows stay zero)."""
-    if hasattr(x, "detach"):  # torch tensor, possibly on a GPU or in half precision
-        x = x.detach().float().cpu().numpy()
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise VitbenchError(f"{name} must be a non-empty (n, dim) array, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise VitbenchError(f"{name} contains NaN or inf; check the encoder's outputs")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norms, 1e-12))
 
 
 def _labels(y: Any, n: int) -> np.ndarray:

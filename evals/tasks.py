@@ -16,6 +16,15 @@ import numpy as np
 
 from vitbench.contract import Encoder, dtype_name
 from vitbench.errors import UnknownNameError, VitbenchError, check_options
+from vitbench.evals.protocols import (
+    SHOTS,
+    bootstrap_interval,
+    few_shot_indices,
+    per_class_weights,
+    retrieval_recall,
+    topk_hits,
+    zero_shot_scores,
+)
 from vitbench.features import ExtractOptions, extract_features
 from vitbench.results import ResultRow, settings_json
 
@@ -40,13 +49,42 @@ class LinearSettings:
 
 
 @dataclass(frozen=True)
+class ZeroShotSettings:
+    """CLIP zero-shot: every class name in every template, embeddings ensembled per class."""
+
+    templates: tuple[str, ...] = ()  # "{}" format strings; empty: OpenAI's 80 ImageNet ones
+    bootstrap: int = 1000  # resamples for the 95% intervals (0: none)
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """Image-text Recall@K over the eval split's images and all of their captions."""
+
+    ks: tuple[int, ...] = (1, 5, 10)
+    bootstrap: int = 1000
+
+
+@dataclass(frozen=True)
+class FewShotSettings:
+    """k labelled examples per class from the train split, several seeds; mean and std."""
+
+    shots: tuple[int, ...] = SHOTS
+    seeds: int = 3
+    method: str = "linear"  # or "knn" (k = min(20, examples))
+    feature: str = "pooled"
+
+
+Settings = KnnSettings | LinearSettings | ZeroShotSettings | RetrievalSettings | FewShotSettings
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     dataset: str
     train_split: str
     eval_split: str
     protocol: str  # key of PROTOCOLS
-    settings: KnnSettings | LinearSettings
+    settings: Settings
     main_metric: str
     resolution: int | None = None  # None: the encoder's native input size
     embedded: bool = False  # runs offline on data vitbench generates itself
@@ -60,42 +98,172 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class Metric:
+    """A percentage (as in the papers' tables), with its bootstrap 95% interval when the
+    protocol scores examples one by one, or the std over seeds (few-shot)."""
+
     name: str
     value: float
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True)
 class ProtocolResult:
     metrics: list[Metric]
+    n_train: int
+    n_eval: int
     chosen: dict = dataclasses.field(default_factory=dict)  # e.g. the C the sweep picked
 
 
-def _knn(settings: KnnSettings, train_x, train_y, test_x, test_y) -> ProtocolResult:
+class TaskInputs:
+    """The encoder and the task's two splits; features are extracted (or read from the cache)
+    on first use, and the time and cache hits are tallied for the result rows."""
+
+    def __init__(self, task: TaskSpec, encoder: Encoder, data_dir, options: ExtractOptions):
+        from vitbench.data import get_dataset
+
+        self.task, self.encoder, self.options = task, encoder, options
+        self.train_set = get_dataset(task.dataset, task.train_split, data_dir)
+        self.eval_set = get_dataset(task.dataset, task.eval_split, data_dir)
+        self.encode_seconds, self.cache_hit, self.n_bad = 0.0, True, 0
+
+    def features(self, split: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(features, dataset indices) of "train" or "eval" (undecodable images skipped)."""
+        dataset = self.train_set if split == "train" else self.eval_set
+        feats = extract_features(self.encoder, dataset, (kind,), self.options)
+        self.encode_seconds += feats.seconds
+        self.cache_hit &= feats.cache_hit
+        self.n_bad += feats.n_bad
+        return feats.get(kind), feats.index
+
+    def labelled(self, split: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        x, index = self.features(split, kind)
+        dataset = self.train_set if split == "train" else self.eval_set
+        y = dataset.labels[index]
+        if (y < 0).any():
+            raise VitbenchError(f"{self.task.name}: dataset {self.task.dataset!r} has no class "
+                                "labels")
+        return x, y
+
+
+def _percent(metric: str, hits: np.ndarray, samples: int, seed: int = 0) -> Metric:
+    """Mean of per-example hits as a percentage, with its bootstrap interval."""
+    if samples < 1:
+        return Metric(metric, 100.0 * float(hits.mean()))
+    interval = bootstrap_interval(hits, samples=samples, seed=seed)
+    return Metric(metric, 100 * interval.value, 100 * interval.low, 100 * interval.high)
+
+
+def _knn(settings: KnnSettings, inputs: TaskInputs) -> ProtocolResult:
     from vitbench.evals.protocols.knn import knn_predict_many
 
+    train_x, train_y = inputs.labelled("train", settings.feature)
+    test_x, test_y = inputs.labelled("eval", settings.feature)
     predictions = knn_predict_many(train_x, train_y, test_x, ks=settings.ks,
                                    temperature=settings.temperature)
     # k is capped at the train size; the metric name keeps the k that was asked for.
-    # Accuracies are percentages, as in the papers' tables.
-    return ProtocolResult([Metric(f"top1_k{k}", 100.0 * float(np.mean(
-        predictions[min(k, len(train_y))] == test_y))) for k in settings.ks])
+    return ProtocolResult([_percent(f"top1_k{k}", predictions[min(k, len(train_y))] == test_y,
+                                    1000) for k in settings.ks], len(train_y), len(test_y))
 
 
-def _linear(settings: LinearSettings, train_x, train_y, test_x, test_y) -> ProtocolResult:
+def _linear(settings: LinearSettings, inputs: TaskInputs) -> ProtocolResult:
     from vitbench.evals.protocols.linear import linear_probe
 
+    train_x, train_y = inputs.labelled("train", settings.feature)
+    test_x, test_y = inputs.labelled("eval", settings.feature)
     kwargs = {} if settings.c_grid is None else {"c_grid": settings.c_grid}
     result = linear_probe(train_x, train_y, test_x, test_y, val_fraction=settings.val_fraction,
                           seed=settings.seed, **kwargs)
-    metrics = [Metric("top1", result.top1)]
+    metrics = [_percent("top1", result.predictions == test_y, 1000)]
     if result.top5 is not None:
         metrics.append(Metric("top5", result.top5))
-    return ProtocolResult(metrics, {"chosen_c": result.best_c})
+    return ProtocolResult(metrics, len(train_y), len(test_y), {"chosen_c": result.best_c})
 
 
-PROTOCOLS: dict[str, Callable[..., ProtocolResult]] = {"knn": _knn, "linear": _linear}
+def _joint_space(inputs: TaskInputs) -> None:
+    if not inputs.encoder.spec.has_text:
+        raise VitbenchError(f"{inputs.task.name} needs an image-text encoder; "
+                            f"{inputs.encoder.spec.name} has no text tower")
+
+
+def _encode_texts(encoder: Encoder, texts: list[str], batch: int = 256) -> np.ndarray:
+    return np.concatenate([encoder.encode_text(texts[i:i + batch]).numpy()
+                           for i in range(0, len(texts), batch)])
+
+
+def _zero_shot(settings: ZeroShotSettings, inputs: TaskInputs) -> ProtocolResult:
+    _joint_space(inputs)
+    images, labels = inputs.labelled("eval", "projected")
+    classes = inputs.eval_set.classes
+    templates = settings.templates or openai_imagenet_templates()
+    prompts = [template.format(name) for name in classes for template in templates]
+    text = _encode_texts(inputs.encoder, prompts).reshape(len(classes), len(templates), -1)
+    scores = zero_shot_scores(images, text)
+    top1 = topk_hits(scores, labels, 1)
+    metrics = [_percent("top1", top1, settings.bootstrap),
+               _percent("top5", topk_hits(scores, labels, 5), settings.bootstrap),
+               _percent("mean_per_class_recall", top1 * per_class_weights(labels),
+                        settings.bootstrap)]
+    return ProtocolResult(metrics, 0, len(labels))
+
+
+def _retrieval(settings: RetrievalSettings, inputs: TaskInputs) -> ProtocolResult:
+    _joint_space(inputs)
+    images, index = inputs.features("eval", "projected")
+    captions = inputs.eval_set.captions
+    if captions is None:
+        raise VitbenchError(f"{inputs.task.name}: dataset {inputs.task.dataset!r} has no "
+                            "captions")
+    texts = [(row, caption) for row, i in enumerate(index) for caption in captions[i]]
+    text_x = _encode_texts(inputs.encoder, [caption for _, caption in texts])
+    result = retrieval_recall(images, text_x, np.array([row for row, _ in texts]), settings.ks)
+    metrics = [_percent(f"image_to_text_r{k}", (result.image_ranks < k).astype(float),
+                        settings.bootstrap) for k in settings.ks]
+    metrics += [_percent(f"text_to_image_r{k}", (result.text_ranks < k).astype(float),
+                         settings.bootstrap) for k in settings.ks]
+    return ProtocolResult(metrics, 0, len(images))
+
+
+def _few_shot(settings: FewShotSettings, inputs: TaskInputs) -> ProtocolResult:
+    from vitbench.evals.protocols._arrays import normalised_rows
+    from vitbench.evals.protocols.knn import knn_classify
+    from vitbench.evals.protocols.linear import fit_logistic
+
+    if settings.method not in ("linear", "knn"):
+        raise VitbenchError(f"few-shot method must be linear or knn, got {settings.method!r}")
+    train_x, train_y = inputs.labelled("train", settings.feature)
+    test_x, test_y = inputs.labelled("eval", settings.feature)
+    train_x, test_x = normalised_rows(train_x, "train"), normalised_rows(test_x, "eval")
+    classes = int(train_y.max()) + 1
+    metrics = []
+    for k in settings.shots:
+        scores = []
+        for seed in range(settings.seeds):
+            rows = few_shot_indices(train_y, k, seed)
+            if settings.method == "knn":
+                predicted = knn_classify(train_x[rows], train_y[rows], test_x,
+                                         k=min(20, len(rows)), num_classes=classes)
+            else:  # too few examples for a validation split: C fixed at 1, unit-norm rows
+                fit = fit_logistic(train_x[rows], train_y[rows], 1.0, num_classes=classes)
+                predicted = (test_x @ fit.weight.numpy().T + fit.bias.numpy()).argmax(1)
+            scores.append(100.0 * float(np.mean(predicted == test_y)))
+        mean, std = float(np.mean(scores)), float(np.std(scores))
+        metrics.append(Metric(f"top1_{k}shot", mean, mean - std, mean + std))
+    return ProtocolResult(metrics, len(train_y), len(test_y))
+
+
+PROTOCOLS: dict[str, Callable[..., ProtocolResult]] = {
+    "knn": _knn, "linear": _linear, "zeroshot": _zero_shot, "retrieval": _retrieval,
+    "fewshot": _few_shot}
 
 _TASKS: dict[str, TaskSpec] = {}
+
+
+def openai_imagenet_templates() -> tuple[str, ...]:
+    """CLIP's 80 ImageNet prompts, from open_clip's metadata, as "{}" format strings."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    return tuple(t("{}") if callable(t) else t for t in OPENAI_IMAGENET_TEMPLATES)
 
 
 def register_task(task: TaskSpec) -> TaskSpec:
@@ -136,6 +304,41 @@ _classification_tasks("imagenet", "train", "val", what="ImageNet-1k (--data-dir)
 _classification_tasks("cifar10", "train", "test", what="CIFAR-10 (--data-dir)")
 _classification_tasks("cifar100", "train", "test", what="CIFAR-100 (--data-dir)")
 
+# Prompts that name the class the way the embedded captions do ("the number 3", "a large red
+# circle next to ..."), so a model trained on those captions can be scored zero-shot.
+_EMBEDDED_TEMPLATES = {"digits": ("the number {}",), "shapes": ("a large {}",)}
+
+
+def _image_text_tasks(dataset: str, eval_split: str, templates: tuple[str, ...], *,
+                      resolution=None, embedded=False, what: str) -> None:
+    register_task(TaskSpec(f"{dataset}_zeroshot", dataset, eval_split, eval_split, "zeroshot",
+                           ZeroShotSettings(templates), "top1", resolution, embedded,
+                           f"{what}: zero-shot with {len(templates)} prompt template(s)"))
+    register_task(TaskSpec(f"{dataset}_retrieval", dataset, eval_split, eval_split,
+                           "retrieval", RetrievalSettings(), "image_to_text_r1", resolution,
+                           embedded, f"{what}: image-text Recall@1/5/10, all captions"))
+
+
+def _few_shot_task(dataset: str, train: str, eval_split: str, *, resolution=None,
+                   embedded=False, what: str) -> None:
+    register_task(TaskSpec(f"{dataset}_fewshot", dataset, train, eval_split, "fewshot",
+                           FewShotSettings(), "top1_16shot", resolution, embedded,
+                           f"{what}: {'/'.join(map(str, SHOTS))}-shot linear, 3 seeds"))
+
+
+for _name in ("digits", "shapes"):
+    _image_text_tasks(_name, "test", _EMBEDDED_TEMPLATES[_name], resolution=32 if
+                      _name == "digits" else 64, embedded=True,
+                      what=f"embedded {_name} with its captions")
+    _few_shot_task(_name, "train", "test", resolution=32 if _name == "digits" else 64,
+                   embedded=True, what=f"embedded {_name}")
+for _name, _split in (("imagenet", "val"), ("cifar10", "test"), ("cifar100", "test")):
+    register_task(TaskSpec(f"{_name}_zeroshot", _name, _split, _split, "zeroshot",
+                           ZeroShotSettings(), "top1",
+                           description=f"{_name} (--data-dir): zero-shot, OpenAI's 80 "
+                                       "ImageNet prompt templates"))
+    _few_shot_task(_name, "train", _split, what=f"{_name} (--data-dir)")
+
 DEFAULT_SUITE = ("digits_knn", "digits_linear", "shapes_knn", "shapes_linear")
 
 
@@ -143,31 +346,21 @@ def run_task(task: TaskSpec, encoder: Encoder, *, data_dir: str | Path | None = 
              options: ExtractOptions = ExtractOptions(), overrides: dict | None = None
              ) -> list[ResultRow]:
     """Evaluate one encoder on one task: extract (or read cached) features, run the protocol."""
-    from vitbench.data import get_dataset
-
     task = task.with_overrides(overrides or {})
-    train_set = get_dataset(task.dataset, task.train_split, data_dir)
-    eval_set = get_dataset(task.dataset, task.eval_split, data_dir)
-    feature = task.settings.feature
-    train = extract_features(encoder, train_set, (feature,), options)
-    test = extract_features(encoder, eval_set, (feature,), options)
-    train_y, test_y = train_set.labels[train.index], eval_set.labels[test.index]
-    if (train_y < 0).any() or (test_y < 0).any():
-        raise VitbenchError(f"{task.name}: dataset {task.dataset!r} has no class labels")
+    inputs = TaskInputs(task, encoder, data_dir, options)
     start = time.perf_counter()
-    result = PROTOCOLS[task.protocol](task.settings, train.get(feature), train_y,
-                                       test.get(feature), test_y)
-    protocol_seconds = time.perf_counter() - start
+    result = PROTOCOLS[task.protocol](task.settings, inputs)
+    protocol_seconds = time.perf_counter() - start - inputs.encode_seconds
     settings = {**dataclasses.asdict(task.settings), **result.chosen,
                 "overrides": overrides or {}}
     return [ResultRow(
         model=encoder.spec.name, task=task.name, dataset=task.dataset, split=task.eval_split,
-        protocol=task.protocol, metric=m.name, value=m.value, n_train=len(train_y),
-        n_eval=len(test_y), settings=settings_json(settings),
+        protocol=task.protocol, metric=m.name, value=m.value, n_train=result.n_train,
+        n_eval=result.n_eval, settings=settings_json(settings),
         seed=getattr(task.settings, "seed", 0), weights=str(encoder.loaded),
         weights_id=encoder.loaded.identity, resolution=encoder.resolution,
         device=str(encoder.device), dtype=dtype_name(encoder.dtype),
-        encode_seconds=round(train.seconds + test.seconds, 3),
-        protocol_seconds=round(protocol_seconds, 3), cache_hit=train.cache_hit and test.cache_hit,
-        n_bad_images=train.n_bad + test.n_bad,
+        encode_seconds=round(inputs.encode_seconds, 3),
+        protocol_seconds=round(max(protocol_seconds, 0.0), 3), cache_hit=inputs.cache_hit,
+        n_bad_images=inputs.n_bad, low=m.low, high=m.high,
     ) for m in result.metrics]

@@ -114,6 +114,8 @@ def eval_cmd(
     layers: str | None = typer.Option(None, help="Probe these blocks, e.g. -4,-3,-2,-1."),
     pooling: str | None = typer.Option(None, help="cls | mean | cls+mean (with --layers; "
                                                   "default cls)."),
+    templates: str | None = typer.Option(None, help="Zero-shot prompts: a text file, one "
+                                                    "template with {} per line."),
     out: str | None = typer.Option(None, help="Results CSV to append to."),
     fmt: str = typer.Option("table", "--format", help="table | csv | md."),
     all_metrics: bool = typer.Option(False, help="Print every metric, not each task's main one."),
@@ -133,7 +135,8 @@ def eval_cmd(
     out = out or str(MEASURED / ("embedded.csv" if embedded else "results.csv"))
     plan = EvalPlan(models=models, tasks=tasks, weights=weights, data_dir=data_dir,
                     resolution=resolution, device=device, dtype=dtype, out=out,
-                    overrides={**dict(_setting(s) for s in set_), **_feature(layers, pooling)},
+                    overrides={**dict(_setting(s) for s in set_), **_feature(layers, pooling),
+                               **_templates(templates)},
                     options=ExtractOptions(batch_size=batch_size, num_workers=workers,
                                            skip_bad_images=skip_bad_images, cache_dir=cache_dir,
                                            use_cache=not no_cache, progress=sys.stderr.isatty()))
@@ -142,6 +145,20 @@ def eval_cmd(
 
     typer.echo(render(pivot(rows_frame(rows), None if all_metrics else _main_metrics()), fmt))
     typer.echo(f"appended {len(rows)} rows to {out}", err=True)
+
+
+def _templates(path: str | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    except OSError as exc:
+        raise VitbenchError(f"cannot read --templates {path}: {exc.strerror}") from None
+    templates = tuple(line for line in lines if line)
+    if not templates or any("{}" not in t for t in templates):
+        raise VitbenchError(f"--templates {path}: every non-empty line must hold a {{}} for the "
+                            "class name")
+    return {"templates": templates}
 
 
 def _default_runs(cache_dir: str | None) -> list:

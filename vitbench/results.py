@@ -51,6 +51,9 @@ class ResultRow:
     host: str = field(default_factory=platform.node)
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
         timespec="seconds"))
+    # the metric's 95% bootstrap interval (few-shot: mean -+ std over seeds); empty if none
+    low: float | None = None
+    high: float | None = None
 
 
 COLUMNS = [f.name for f in fields(ResultRow)]
@@ -80,10 +83,7 @@ def append_rows(path: str | Path, rows: list[ResultRow]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        old = path.read_text(encoding="utf-8") if path.exists() else ""
-        if old and old.splitlines()[0].split(",") != COLUMNS:
-            raise VitbenchError(f"{path} is not a vitbench results CSV of this version "
-                                "(its header differs); choose another --out")
+        old = _upgraded(path.read_text(encoding="utf-8") if path.exists() else "", path)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
         if not old:
@@ -92,6 +92,23 @@ def append_rows(path: str | Path, rows: list[ResultRow]) -> None:
         if old and not old.endswith("\n"):
             old += "\n"
         atomic_write_text(path, old + buffer.getvalue())
+
+
+def _upgraded(text: str, path: Path) -> str:
+    """An older vitbench CSV, whose columns are a prefix of today's, with the new columns
+    added empty; any other header is refused."""
+    if not text:
+        return text
+    header, _, body = text.partition("\n")
+    old = header.split(",")
+    if old == COLUMNS:
+        return text
+    if old != COLUMNS[:len(old)]:
+        raise VitbenchError(f"{path} is not a vitbench results CSV of this version "
+                            "(its header differs); choose another --out")
+    pad = "," * (len(COLUMNS) - len(old))
+    lines = [line + pad for line in body.splitlines() if line]
+    return "\n".join([",".join(COLUMNS), *lines]) + "\n"
 
 
 def rows_frame(rows: list[ResultRow]) -> pd.DataFrame:

@@ -339,7 +339,10 @@ for _name, _split in (("imagenet", "val"), ("cifar10", "test"), ("cifar100", "te
                                        "ImageNet prompt templates"))
     _few_shot_task(_name, "train", _split, what=f"{_name} (--data-dir)")
 
-DEFAULT_SUITE = ("digits_knn", "digits_linear", "shapes_knn", "shapes_linear")
+DEFAULT_SUITE = ("digits_knn", "digits_linear", "shapes_knn", "shapes_linear",
+                 "digits_zeroshot", "digits_retrieval")
+# protocols that need a joint image-text space (`encoder.spec.has_text`)
+JOINT_SPACE_PROTOCOLS = ("zeroshot", "retrieval")
 
 
 def run_task(task: TaskSpec, encoder: Encoder, *, data_dir: str | Path | None = None,

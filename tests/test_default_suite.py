@@ -19,11 +19,14 @@ def test_default_suite_runs_offline_and_writes_the_leaderboard(tmp_path):
     rows = pd.read_csv(tmp_path / "leaderboards" / "measured" / "embedded.csv")
     models = {"pixels", "test_vit", "vit_s16", "vit_pico", "pico-clip-digits"}
     assert set(rows.model) == models
-    assert set(rows.task) == {"digits_knn", "digits_linear", "shapes_knn", "shapes_linear"}
+    image_tasks = {"digits_knn", "digits_linear", "shapes_knn", "shapes_linear"}
+    assert set(rows[rows.model != "pico-clip-digits"].task) == image_tasks  # no text towers
+    assert set(rows.task) == image_tasks | {"digits_zeroshot", "digits_retrieval"}
     assert set(rows[rows.model != "pico-clip-digits"].weights) == {"none:none", "random:random"}
     assert rows[rows.model == "pico-clip-digits"].weights.str.startswith("file:").all()
-    # 5 models x (4 kNN ks + linear top1/top5 on digits + 4 ks + top1 on shapes)
-    assert len(rows) == 5 * (4 + 2 + 4 + 1)
+    # 5 models x (4 kNN ks + linear top1/top5 on digits + 4 ks + top1 on shapes), and for the
+    # CLIP run zero-shot top1/top5/per-class recall and Recall@1/5/10 both ways
+    assert len(rows) == 5 * (4 + 2 + 4 + 1) + 3 + 6
 
     def knn(model):
         return rows[(rows.model == model) & (rows.metric == "top1_k20") &
@@ -31,5 +34,7 @@ def test_default_suite_runs_offline_and_writes_the_leaderboard(tmp_path):
     assert all(knn(model) > 30 for model in models)  # chance: 10
     # the encoder vitbench pretrained beats its own architecture with random weights
     assert knn("pico-clip-digits") > knn("vit_pico") + 20
+    zero_shot = rows[(rows.task == "digits_zeroshot") & (rows.metric == "top1")].iloc[0]
+    assert zero_shot.value > 30 and zero_shot.low < zero_shot.value < zero_shot.high  # chance 10
     print(result.stdout)  # the leaderboard, visible with -s
     assert "shapes_linear/top1" in result.stdout

@@ -165,3 +165,23 @@ def test_cli_templates_file_reaches_the_zero_shot_settings(tmp_path, monkeypatch
     (tmp_path / "bad.txt").write_text("no placeholder\n")
     bad = CliRunner().invoke(app, [*args, str(tmp_path / "bad.txt")])
     assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "{}" in bad.output
+
+
+def test_a_clip_run_directory_is_a_dual_encoder_for_zero_shot(tmp_path):
+    """`vitbench.load(DIR)` of an image-text run keeps the run's text tower and projections."""
+    from vitbench.pretrain.trainer import TrainConfig, load_objective, train
+
+    out = train(TrainConfig("clip", "test_vit", data="digits", steps=2, batch_size=8,
+                            resolution=32, out=str(tmp_path / "clip")))
+    encoder, objective = vitbench.load(str(out)), load_objective(out)
+    assert encoder.spec.has_text
+    texts = ["the number 3", "the number 7"]
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.encode_text(texts), objective.embed_text(texts))
+        x = torch.randn(2, 3, 32, 32)
+        torch.testing.assert_close(encoder.encode_image(x).projected, objective.embed_image(x))
+    rows = run_task(get_task("digits_zeroshot"), encoder, options=OPTIONS)
+    assert {r.metric for r in rows} == {"top1", "top5", "mean_per_class_recall"}
+    supervised = train(TrainConfig("supervised", "test_vit", data="digits", steps=1,
+                                   batch_size=8, resolution=32, out=str(tmp_path / "sup")))
+    assert not vitbench.load(str(supervised)).spec.has_text  # no joint space to keep

@@ -130,10 +130,12 @@ def eval_cmd(
         raise VitbenchError("--task given without --model (see `vitbench list`)")
     if not models:  # the embedded default suite: random weights and vitbench's own tiny runs
         models, weights = [*DEFAULT_MODELS, *_default_runs(cache_dir)], weights or "random"
+    default_tasks = not tasks  # the suite's text tasks then skip encoders without text
     tasks = tasks or list(DEFAULT_SUITE)
     embedded = all(get_task(t).embedded for t in tasks)
     out = out or str(MEASURED / ("embedded.csv" if embedded else "results.csv"))
     plan = EvalPlan(models=models, tasks=tasks, weights=weights, data_dir=data_dir,
+                    skip_text_tasks=default_tasks,
                     resolution=resolution, device=device, dtype=dtype, out=out,
                     overrides={**dict(_setting(s) for s in set_), **_feature(layers, pooling),
                                **_templates(templates)},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vitbench.contract import Encoder
 from vitbench.errors import VitbenchError
-from vitbench.evals.tasks import TaskSpec, get_task, run_task
+from vitbench.evals.tasks import JOINT_SPACE_PROTOCOLS, TaskSpec, get_task, run_task
 from vitbench.features import ExtractOptions
 from vitbench.results import ResultRow, append_rows
 from vitbench.zoo.registry import build, get_entry
@@ -29,6 +29,8 @@ class EvalPlan:
     options: ExtractOptions = field(default_factory=ExtractOptions)
     overrides: dict = field(default_factory=dict)
     out: str | Path | None = None  # CSV the rows are appended to, task by task
+    # image-only encoders skip zero-shot/retrieval tasks instead of failing (the default suite)
+    skip_text_tasks: bool = False
 
 
 def run_eval(plan: EvalPlan, on_rows: Callable[[list[ResultRow]], None] | None = None
@@ -45,6 +47,9 @@ def run_eval(plan: EvalPlan, on_rows: Callable[[list[ResultRow]], None] | None =
         encoders: dict[int | None, Encoder] = {}  # one build per resolution
         for task in tasks:
             encoder = _encoder(model, request, _resolution(task, plan), plan, encoders)
+            if (plan.skip_text_tasks and task.protocol in JOINT_SPACE_PROTOCOLS
+                    and not encoder.spec.has_text):
+                continue
             new = run_task(task, encoder, data_dir=plan.data_dir, options=plan.options,
                            overrides=plan.overrides)
             if plan.out is not None:

@@ -122,4 +122,7 @@ def build(entry: Entry, request: WeightsRequest, resolution: int | None) -> Enco
     resolution = resolution or entry.spec.input_size
     if resolution < 1:
         raise VitbenchError(f"resolution must be a positive number of pixels, got {resolution}")
-    return adapter(entry.spec.backend)(entry, request, resolution)
+    from vitbench.zoo.rundir import with_joint_space
+
+    # a run of an image-text objective keeps its text tower (zero-shot, retrieval)
+    return with_joint_space(adapter(entry.spec.backend)(entry, request, resolution))

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from vitbench.contract import Encoder, Supervision, WeightsSource
+from vitbench.contract import Encoder, ImageFeatures, Supervision, WeightsSource
 from vitbench.errors import VitbenchError
 from vitbench.io import atomic_write, atomic_write_json
 
@@ -122,6 +123,52 @@ def run_entry(directory: str):
     if same:
         return entry
     return replace(entry, spec=replace(spec, params_m=_params_m(entry)))  # at this grid
+
+
+@dataclass(kw_only=True, repr=False)
+class RunJointEncoder(Encoder):
+    """A run of an image-text objective (clip, siglip, ...): the run's image encoder plus its
+    own text tower and projections, so zero-shot and retrieval tasks can score it."""
+
+    image: Encoder
+    objective: torch.nn.Module  # the whole trained objective, from the run's last checkpoint
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [*self.image.modules(), self.objective]
+
+    def _forward(self, pixels: torch.Tensor, layers: tuple[int, ...] = ()) -> ImageFeatures:
+        return replace(self.image._forward(pixels, layers),
+                       projected=self.objective.embed_image(pixels))
+
+    def _text(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.objective.embed_text(list(texts))
+
+
+def with_joint_space(encoder: Encoder) -> Encoder:
+    """`encoder` with its run's text tower when it was built from the trained weights of a run
+    directory whose objective has a joint image-text space (at the run's resolution); else
+    `encoder` itself."""
+    from vitbench.pretrain.objectives import Objective, get_objective
+    from vitbench.pretrain.trainer import load_objective
+
+    local = encoder.spec.weights.local
+    if encoder.loaded.kind != "file" or not local or Path(local).name != WEIGHTS_FILE:
+        return encoder
+    directory = Path(local).parent
+    if not (directory / RUN_FILE).is_file():
+        return encoder
+    run = read_run(directory)
+    cls = get_objective(run["objective"])
+    joint = cls.embed_text is not Objective.embed_text
+    trained = (directory / "checkpoints" / "latest.json").is_file()
+    if not (joint and trained and encoder.resolution == run["resolution"]):
+        return encoder
+    objective = load_objective(directory)
+    with torch.no_grad():
+        width = objective.embed_text(["a"]).shape[-1]
+    return RunJointEncoder(spec=replace(encoder.spec, projection_dim=width),
+                           loaded=encoder.loaded, transform=encoder.transform,
+                           resolution=encoder.resolution, image=encoder, objective=objective)
 
 
 def _is_run(name: str) -> bool:

@@ -137,6 +137,9 @@ class RunJointEncoder(Encoder):
         return [*self.image.modules(), self.objective]
 
     def _forward(self, pixels: torch.Tensor, layers: tuple[int, ...] = ()) -> ImageFeatures:
+        # The image tower runs twice (plain features, then the objective's own projection
+        # path): each objective defines its joint space differently (CLS vs mean pooling,
+        # VLMo's experts), and reusing its `embed_image` keeps them equal by construction.
         return replace(self.image._forward(pixels, layers),
                        projected=self.objective.embed_image(pixels))
 

@@ -127,10 +127,12 @@ class TaskInputs:
         self.eval_set = get_dataset(task.dataset, task.eval_split, data_dir)
         self.encode_seconds, self.cache_hit, self.n_bad = 0.0, True, 0
 
+    def dataset(self, split: str):
+        return self.train_set if split == "train" else self.eval_set
+
     def features(self, split: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """(features, dataset indices) of "train" or "eval" (undecodable images skipped)."""
-        dataset = self.train_set if split == "train" else self.eval_set
-        feats = extract_features(self.encoder, dataset, (kind,), self.options)
+        feats = extract_features(self.encoder, self.dataset(split), (kind,), self.options)
         self.encode_seconds += feats.seconds
         self.cache_hit &= feats.cache_hit
         self.n_bad += feats.n_bad
@@ -138,12 +140,14 @@ class TaskInputs:
 
     def labelled(self, split: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
         x, index = self.features(split, kind)
-        dataset = self.train_set if split == "train" else self.eval_set
-        y = dataset.labels[index]
+        y = self.dataset(split).labels[index]
         if (y < 0).any():
             raise VitbenchError(f"{self.task.name}: dataset {self.task.dataset!r} has no class "
                                 "labels")
         return x, y
+
+
+BOOTSTRAP = 1000  # resamples behind the kNN and linear-probe intervals
 
 
 def _percent(metric: str, hits: np.ndarray, samples: int, seed: int = 0) -> Metric:
@@ -163,7 +167,7 @@ def _knn(settings: KnnSettings, inputs: TaskInputs) -> ProtocolResult:
                                    temperature=settings.temperature)
     # k is capped at the train size; the metric name keeps the k that was asked for.
     return ProtocolResult([_percent(f"top1_k{k}", predictions[min(k, len(train_y))] == test_y,
-                                    1000) for k in settings.ks], len(train_y), len(test_y))
+                                    BOOTSTRAP) for k in settings.ks], len(train_y), len(test_y))
 
 
 def _linear(settings: LinearSettings, inputs: TaskInputs) -> ProtocolResult:
@@ -174,7 +178,7 @@ def _linear(settings: LinearSettings, inputs: TaskInputs) -> ProtocolResult:
     kwargs = {} if settings.c_grid is None else {"c_grid": settings.c_grid}
     result = linear_probe(train_x, train_y, test_x, test_y, val_fraction=settings.val_fraction,
                           seed=settings.seed, **kwargs)
-    metrics = [_percent("top1", result.predictions == test_y, 1000)]
+    metrics = [_percent("top1", result.predictions == test_y, BOOTSTRAP)]
     if result.top5 is not None:
         metrics.append(Metric("top5", result.top5))
     return ProtocolResult(metrics, len(train_y), len(test_y), {"chosen_c": result.best_c})
@@ -186,18 +190,13 @@ def _joint_space(inputs: TaskInputs) -> None:
                             f"{inputs.encoder.spec.name} has no text tower")
 
 
-def _encode_texts(encoder: Encoder, texts: list[str], batch: int = 256) -> np.ndarray:
-    return np.concatenate([encoder.encode_text(texts[i:i + batch]).numpy()
-                           for i in range(0, len(texts), batch)])
-
-
 def _zero_shot(settings: ZeroShotSettings, inputs: TaskInputs) -> ProtocolResult:
     _joint_space(inputs)
     images, labels = inputs.labelled("eval", "projected")
     classes = inputs.eval_set.classes
     templates = settings.templates or openai_imagenet_templates()
     prompts = [template.format(name) for name in classes for template in templates]
-    text = _encode_texts(inputs.encoder, prompts).reshape(len(classes), len(templates), -1)
+    text = inputs.encoder.encode_text(prompts).reshape(len(classes), len(templates), -1)
     scores = zero_shot_scores(images, text)
     top1 = topk_hits(scores, labels, 1)
     metrics = [_percent("top1", top1, settings.bootstrap),
@@ -215,7 +214,7 @@ def _retrieval(settings: RetrievalSettings, inputs: TaskInputs) -> ProtocolResul
         raise VitbenchError(f"{inputs.task.name}: dataset {inputs.task.dataset!r} has no "
                             "captions")
     texts = [(row, caption) for row, i in enumerate(index) for caption in captions[i]]
-    text_x = _encode_texts(inputs.encoder, [caption for _, caption in texts])
+    text_x = inputs.encoder.encode_text([caption for _, caption in texts])
     result = retrieval_recall(images, text_x, np.array([row for row, _ in texts]), settings.ks)
     metrics = [_percent(f"image_to_text_r{k}", (result.image_ranks < k).astype(float),
                         settings.bootstrap) for k in settings.ks]

@@ -175,9 +175,11 @@ def test_a_clip_run_directory_is_a_dual_encoder_for_zero_shot(tmp_path):
                             resolution=32, out=str(tmp_path / "clip")))
     encoder, objective = vitbench.load(str(out)), load_objective(out)
     assert encoder.spec.has_text
-    texts = ["the number 3", "the number 7"]
+    texts = ["the number 3", "the number 7", "the number 1"]
     with torch.no_grad():
         torch.testing.assert_close(encoder.encode_text(texts), objective.embed_text(texts))
+        torch.testing.assert_close(encoder.encode_text(texts, batch_size=2),
+                                   encoder.encode_text(texts))  # batching changes nothing
         x = torch.randn(2, 3, 32, 32)
         torch.testing.assert_close(encoder.encode_image(x).projected, objective.embed_image(x))
     rows = run_task(get_task("digits_zeroshot"), encoder, options=OPTIONS)

@@ -254,10 +254,13 @@ class Encoder(ABC):
                              else out.token_mask.cpu())
 
     @torch.inference_mode()
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """Embed texts into the joint space (dual encoders only), fp32 on CPU."""
+    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """Embed texts into the joint space (dual encoders only), fp32 on CPU, `batch_size`
+        texts per forward (a retrieval set has tens of thousands of captions)."""
+        texts = list(texts)
         with self._autocast():
-            return self._text(list(texts)).float().cpu()
+            return torch.cat([self._text(texts[i:i + batch_size]).float().cpu()
+                              for i in range(0, max(len(texts), 1), batch_size)])
 
     def encode(self, images: Iterable[Any], batch_size: int = 64) -> ImageFeatures:
         """Encode PIL images (or anything `transform` accepts), batching for you."""

@@ -151,15 +151,16 @@ def with_joint_space(encoder: Encoder) -> Encoder:
     """`encoder` with its run's text tower when it was built from the trained weights of a run
     directory whose objective has a joint image-text space (at the run's resolution); else
     `encoder` itself."""
-    from vitbench.pretrain.objectives import Objective, get_objective
-    from vitbench.pretrain.trainer import load_objective
-
     local = encoder.spec.weights.local
     if encoder.loaded.kind != "file" or not local or Path(local).name != WEIGHTS_FILE:
         return encoder
     directory = Path(local).parent
     if not (directory / RUN_FILE).is_file():
         return encoder
+    # imported only for run directories: a plain zoo load never pays for the trainer
+    from vitbench.pretrain.objectives import Objective, get_objective
+    from vitbench.pretrain.trainer import load_objective
+
     run = read_run(directory)
     cls = get_objective(run["objective"])
     joint = cls.embed_text is not Objective.embed_text

@@ -18,8 +18,10 @@ from vitbench.contract import Encoder, dtype_name
 from vitbench.errors import UnknownNameError, VitbenchError, check_options
 from vitbench.evals.protocols import (
     SHOTS,
+    PairedComparison,
     bootstrap_interval,
     few_shot_indices,
+    paired_bootstrap,
     per_class_weights,
     retrieval_recall,
     topk_hits,
@@ -105,6 +107,8 @@ class Metric:
     value: float
     low: float | None = None
     high: float | None = None
+    # the per-example values `value` averages (hits, ranks < k), for paired comparisons
+    examples: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -153,9 +157,9 @@ BOOTSTRAP = 1000  # resamples behind the kNN and linear-probe intervals
 def _percent(metric: str, hits: np.ndarray, samples: int, seed: int = 0) -> Metric:
     """Mean of per-example hits as a percentage, with its bootstrap interval."""
     if samples < 1:
-        return Metric(metric, 100.0 * float(hits.mean()))
+        return Metric(metric, 100.0 * float(hits.mean()), examples=hits)
     interval = bootstrap_interval(hits, samples=samples, seed=seed)
-    return Metric(metric, 100 * interval.value, 100 * interval.low, 100 * interval.high)
+    return Metric(metric, 100 * interval.value, 100 * interval.low, 100 * interval.high, hits)
 
 
 def _knn(settings: KnnSettings, inputs: TaskInputs) -> ProtocolResult:
@@ -337,6 +341,11 @@ for _name, _split in (("imagenet", "val"), ("cifar10", "test"), ("cifar100", "te
                            description=f"{_name} (--data-dir): zero-shot, OpenAI's 80 "
                                        "ImageNet prompt templates"))
     _few_shot_task(_name, "train", _split, what=f"{_name} (--data-dir)")
+for _name, _what in (("coco", "COCO 5k Karpathy test"),
+                     ("flickr30k", "Flickr30k 1k Karpathy test")):
+    register_task(TaskSpec(f"{_name}_retrieval", _name, "test", "test", "retrieval",
+                           RetrievalSettings(), "image_to_text_r1",
+                           description=f"{_what} (--data-dir): image-text Recall@1/5/10"))
 
 DEFAULT_SUITE = ("digits_knn", "digits_linear", "shapes_knn", "shapes_linear",
                  "digits_zeroshot", "digits_retrieval")
@@ -344,15 +353,45 @@ DEFAULT_SUITE = ("digits_knn", "digits_linear", "shapes_knn", "shapes_linear",
 JOINT_SPACE_PROTOCOLS = ("zeroshot", "retrieval")
 
 
-def run_task(task: TaskSpec, encoder: Encoder, *, data_dir: str | Path | None = None,
-             options: ExtractOptions = ExtractOptions(), overrides: dict | None = None
-             ) -> list[ResultRow]:
-    """Evaluate one encoder on one task: extract (or read cached) features, run the protocol."""
+@dataclass(frozen=True)
+class TaskOutcome:
+    """A protocol's result with what the result rows record about how it was obtained."""
+
+    task: TaskSpec
+    result: ProtocolResult
+    encode_seconds: float
+    protocol_seconds: float
+    cache_hit: bool
+    n_bad_images: int
+
+    def metric(self, name: str) -> Metric:
+        found = [m for m in self.result.metrics if m.name == name]
+        if not found:
+            raise VitbenchError(f"task {self.task.name} has no metric {name!r}; it has "
+                                f"{', '.join(m.name for m in self.result.metrics)}")
+        return found[0]
+
+
+def evaluate_task(task: TaskSpec, encoder: Encoder, *, data_dir: str | Path | None = None,
+                  options: ExtractOptions = ExtractOptions(), overrides: dict | None = None
+                  ) -> TaskOutcome:
+    """Extract (or read cached) features and run the task's protocol on them."""
     task = task.with_overrides(overrides or {})
     inputs = TaskInputs(task, encoder, data_dir, options)
     start = time.perf_counter()
     result = PROTOCOLS[task.protocol](task.settings, inputs)
     protocol_seconds = time.perf_counter() - start - inputs.encode_seconds
+    return TaskOutcome(task, result, inputs.encode_seconds, max(protocol_seconds, 0.0),
+                       inputs.cache_hit, inputs.n_bad)
+
+
+def run_task(task: TaskSpec, encoder: Encoder, *, data_dir: str | Path | None = None,
+             options: ExtractOptions = ExtractOptions(), overrides: dict | None = None
+             ) -> list[ResultRow]:
+    """Evaluate one encoder on one task: one result row per metric."""
+    outcome = evaluate_task(task, encoder, data_dir=data_dir, options=options,
+                            overrides=overrides)
+    task, result = outcome.task, outcome.result
     settings = {**dataclasses.asdict(task.settings), **result.chosen,
                 "overrides": overrides or {}}
     return [ResultRow(
@@ -362,7 +401,39 @@ def run_task(task: TaskSpec, encoder: Encoder, *, data_dir: str | Path | None = 
         seed=getattr(task.settings, "seed", 0), weights=str(encoder.loaded),
         weights_id=encoder.loaded.identity, resolution=encoder.resolution,
         device=str(encoder.device), dtype=dtype_name(encoder.dtype),
-        encode_seconds=round(inputs.encode_seconds, 3),
-        protocol_seconds=round(max(protocol_seconds, 0.0), 3), cache_hit=inputs.cache_hit,
-        n_bad_images=inputs.n_bad, low=m.low, high=m.high,
+        encode_seconds=round(outcome.encode_seconds, 3),
+        protocol_seconds=round(outcome.protocol_seconds, 3), cache_hit=outcome.cache_hit,
+        n_bad_images=outcome.n_bad_images, low=m.low, high=m.high,
     ) for m in result.metrics]
+
+
+@dataclass(frozen=True)
+class TaskComparison:
+    """Encoder B against encoder A on one metric of one task, on the same examples."""
+
+    task: str
+    metric: str
+    a: float
+    b: float
+    n: int
+    paired: PairedComparison  # B - A in the metric's per-example units (0-1 for hits)
+
+
+def compare_on_task(task: TaskSpec, encoder_a: Encoder, encoder_b: Encoder, *,
+                    metric: str | None = None, data_dir: str | Path | None = None,
+                    options: ExtractOptions = ExtractOptions(), overrides: dict | None = None,
+                    samples: int = BOOTSTRAP, seed: int = 0) -> TaskComparison:
+    """Paired bootstrap of B - A: both encoders are scored on the same eval examples, which
+    are resampled together, so the test sees how much of a difference is example noise."""
+    metric = metric or task.main_metric
+    picked = []
+    for encoder in (encoder_a, encoder_b):
+        found = evaluate_task(task, encoder, data_dir=data_dir, options=options,
+                              overrides=overrides).metric(metric)
+        if found.examples is None:
+            raise VitbenchError(f"{task.name}/{metric} is not a mean over examples (few-shot "
+                                "scores are means over seeds): no paired test")
+        picked.append(found)
+    a, b = picked
+    return TaskComparison(task.name, metric, a.value, b.value, len(a.examples),
+                          paired_bootstrap(a.examples, b.examples, samples=samples, seed=seed))

@@ -5,6 +5,7 @@ the rows, and results CSVs of the previous layout upgraded in place."""
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -187,3 +188,47 @@ def test_a_clip_run_directory_is_a_dual_encoder_for_zero_shot(tmp_path):
     supervised = train(TrainConfig("supervised", "test_vit", data="digits", steps=1,
                                    batch_size=8, resolution=32, out=str(tmp_path / "sup")))
     assert not vitbench.load(str(supervised)).spec.has_text  # no joint space to keep
+
+
+def _karpathy(root, name: str, nested: bool) -> list[list[str]]:
+    """A Karpathy caption file over 12 shapes images (4 test, 2 restval, 6 train)."""
+    shapes = get_dataset("shapes", "test")
+    folder = root / ("val2014" if nested else "flickr30k-images")
+    folder.mkdir(parents=True)
+    images, test_captions = [], []
+    for i in range(12):
+        split = "test" if i < 4 else "restval" if i < 6 else "train"
+        filename = f"img{i}.jpg"
+        shapes.image(i).save(folder / filename)
+        sentences = [{"raw": f" {c} "} for c in shapes.captions[i]]
+        record = {"filename": filename, "split": split, "sentences": sentences}
+        if nested:
+            record["filepath"] = "val2014"
+        images.append(record)
+        if split == "test":
+            test_captions.append(list(shapes.captions[i]))
+    (root / name).write_text(json.dumps({"images": images}))
+    return test_captions
+
+
+@pytest.mark.parametrize("name,nested", [("dataset_coco.json", True),
+                                         ("dataset_flickr30k.json", False)])
+def test_karpathy_caption_files_read_their_splits(tmp_path, name, nested):
+    test_captions = _karpathy(tmp_path, name, nested)
+    dataset = get_dataset("coco", "test", tmp_path)
+    assert len(dataset) == 4 and dataset.captions == test_captions  # captions stripped
+    assert np.asarray(dataset.image(0)).shape == (64, 64, 3)
+    assert len(get_dataset("coco", "train", tmp_path / name)) == 8  # train + restval
+    assert get_dataset("coco", "val", tmp_path).split == "test"  # eval splits stand in
+    with pytest.raises(VitbenchError, match="minival"):
+        get_dataset("coco", "minival", tmp_path)
+
+
+def test_coco_retrieval_task_reads_a_karpathy_file(tmp_path, dual):
+    _karpathy(tmp_path, "dataset_coco.json", nested=True)
+    rows = run_task(get_task("coco_retrieval"), dual, data_dir=tmp_path, options=OPTIONS)
+    values = _values(rows)
+    assert rows[0].n_eval == 4 and rows[0].dataset == "coco"
+    assert values["image_to_text_r10"] == 100.0  # 4 images x 3 captions: all within top 10
+    with pytest.raises(VitbenchError, match="dataset_coco.json"):
+        run_task(get_task("coco_retrieval"), dual, options=OPTIONS)  # no --data-dir

@@ -217,19 +217,95 @@ def _setting(text: str) -> tuple[str, object]:
 def leaderboard_cmd(
     results: list[str] | None = typer.Option(None, help="Results CSV(s); default: every CSV "
                                                           "in leaderboards/measured/."),
-    fmt: str = typer.Option("table", "--format", help="table | csv | md."),
+    table: str | None = typer.Option(None, help="A published table of the source documents, "
+                                                "side by side with the measurements (see "
+                                                "--tables)."),
+    tables: bool = typer.Option(False, "--tables", help="List the published tables."),
+    fmt: str = typer.Option("table", "--format", help="table | csv | md | html."),
+    plot: str | None = typer.Option(None, help="With --table: write accuracy vs cost with the "
+                                               "Pareto front to this PNG."),
     all_metrics: bool = typer.Option(False, help="Every metric, not each task's main one."),
 ):
-    """Pivot result rows into a leaderboard: one row per model and weights."""
+    """Pivot result rows into a leaderboard, or compare a published table with them."""
+    from vitbench import leaderboards
+    from vitbench.results import pivot, render
+
+    if tables:
+        typer.echo(_table([{"table": t.name, "title": t.title,
+                            "measured by": ", ".join(sorted({_measure_name(m) for m in
+                                                             t.measures.values()}))
+                            or t.why_unmeasured} for t in leaderboards.TABLES.values()], fmt))
+        return
+    if table is not None:
+        chosen = leaderboards.get_table(table)
+        rows = _measured_rows(results, required=False)
+        if plot:
+            typer.echo(f"wrote {leaderboards.plot_table(chosen, plot)}", err=True)
+        typer.echo(render(leaderboards.compare_table(chosen, rows), fmt))
+        return
+    if plot:
+        raise VitbenchError("--plot needs --table NAME (a table with accuracy and cost columns)")
+    rows = _measured_rows(results, required=True)
+    typer.echo(render(pivot(rows, None if all_metrics else _main_metrics()), fmt))
+
+
+def _measure_name(measure) -> str:
+    return getattr(measure, "task", None) or f"zoo spec {measure.attribute}"
+
+
+def _measured_rows(results: list[str] | None, required: bool):
+    """Result rows of --results, or of every CSV in leaderboards/measured/."""
     import pandas as pd
 
-    from vitbench.results import pivot, read_rows, render
+    from vitbench.results import COLUMNS, read_rows
 
     paths = results or sorted(str(p) for p in MEASURED.glob("*.csv"))
     if not paths:
-        raise VitbenchError(f"no results in {MEASURED}/; run `vitbench eval` or pass --results")
-    rows = pd.concat([read_rows(p) for p in paths])
-    typer.echo(render(pivot(rows, None if all_metrics else _main_metrics()), fmt))
+        if required:
+            raise VitbenchError(f"no results in {MEASURED}/; run `vitbench eval` or pass "
+                                "--results")
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat([read_rows(p) for p in paths])
+
+
+@app.command("compare")
+@_handled
+def compare_cmd(
+    model_a: str = typer.Argument(..., help="Encoder A (zoo name, run DIR, ...)."),
+    model_b: str = typer.Argument(..., help="Encoder B."),
+    task: str = typer.Option(..., help="The task both are scored on."),
+    metric: str | None = typer.Option(None, help="Default: the task's main metric."),
+    weights: str | None = typer.Option(None, help="Weights of A (and of B unless --weights-b)."),
+    weights_b: str | None = typer.Option(None, help="Weights of B: random | PATH | TAG."),
+    data_dir: str | None = typer.Option(None, help="Data for real-data tasks."),
+    device: str = typer.Option("cpu", help="cpu | cuda[:N]."),
+    dtype: str = typer.Option("fp32", help="fp32 | bf16 | fp16."),
+    samples: int = typer.Option(1000, min=1, help="Bootstrap resamples."),
+):
+    """Is B better than A on a task? A paired bootstrap on the same examples."""
+    from vitbench.evals.tasks import compare_on_task, get_task
+    from vitbench.features import ExtractOptions
+    from vitbench.runner import EvalPlan, encoder_for
+
+    spec = get_task(task)
+    if not spec.embedded and data_dir is None:
+        raise VitbenchError(f"task {task} needs data: pass --data-dir DIR")
+    options = ExtractOptions(progress=sys.stderr.isatty())
+
+    def encoder(model: str, model_weights: str | None):
+        plan = EvalPlan(models=[model], tasks=[task], weights=model_weights, data_dir=data_dir,
+                        device=device, dtype=dtype, options=options)
+        return encoder_for(model, spec, plan)
+
+    encoders = [encoder(model_a, weights), encoder(model_b, weights_b or weights)]
+    result = compare_on_task(spec, *encoders, metric=metric, data_dir=data_dir,
+                             options=options, samples=samples)
+    paired = result.paired
+    verdict = "significant" if paired.significant else "not significant"
+    typer.echo(f"{task}/{result.metric} on {result.n} examples: A {model_a} {result.a:.2f}, "
+               f"B {model_b} {result.b:.2f}; B - A = {100 * paired.delta:+.2f} points, 95% "
+               f"interval [{100 * paired.low:+.2f}, {100 * paired.high:+.2f}], "
+               f"p = {paired.p_value:.3f}: {verdict}")
 
 
 @app.command("pretrain")

@@ -142,11 +142,13 @@ def pivot(rows: pd.DataFrame, main_metrics: dict[str, str] | None = None) -> pd.
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:
-    """A table as terminal text, CSV or Markdown."""
+    """A table as terminal text, CSV, Markdown or HTML."""
     if fmt == "csv":
         return table.to_csv(index=False, float_format="%.4f")
     if fmt == "md":
         return table.to_markdown(index=False, floatfmt=".4f")
+    if fmt == "html":
+        return table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="")
     if fmt == "table":
         return table.to_string(index=False, float_format=lambda v: f"{v:.4f}")
-    raise VitbenchError(f"unknown format {fmt!r}; accepted: table, csv, md")
+    raise VitbenchError(f"unknown format {fmt!r}; accepted: table, csv, md, html")

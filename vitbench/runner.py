@@ -60,6 +60,11 @@ def run_eval(plan: EvalPlan, on_rows: Callable[[list[ResultRow]], None] | None =
     return rows
 
 
+def encoder_for(model: str | Encoder, task: TaskSpec, plan: EvalPlan) -> Encoder:
+    """The encoder `run_eval` evaluates `model` with on `task` (weights, resolution, device)."""
+    return _encoder(model, _request(model, plan.weights), _resolution(task, plan), plan, {})
+
+
 def _request(model: str | Encoder, weights) -> WeightsRequest | None:
     if isinstance(model, Encoder):
         return None

@@ -8,6 +8,8 @@ picks the loader:
 - a directory of webdataset `.tar` shards (`DIR/<split>/*.tar`, or `DIR/*.tar` as "train"):
   `ShardDataset`, image-text samples for pretraining;
 - any other directory: an ImageFolder tree `DIR/<split>/<class>/<images>`;
+- a directory with Karpathy's `dataset_coco.json` / `dataset_flickr30k.json`, or that file:
+  COCO / Flickr30k captions in Karpathy's splits (`KarpathyCaptionsDataset`);
 - a `.csv` / `.tsv` file: image-caption pairs (`CsvPairsDataset`);
 - a string that is not a path but looks like "owner/name": a Hugging Face hub dataset.
 
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitbench.data.base import EVAL_SPLITS, ImageDataset, resolve_split
+from vitbench.data.captions import KarpathyCaptionsDataset, karpathy_file
 from vitbench.data.decode import decode_image, to_rgb
 from vitbench.data.embedded import DigitsDataset, ShapesDataset
 from vitbench.data.folders import CsvPairsDataset, ImageFolderDataset
@@ -39,6 +42,7 @@ __all__ = [
     "HFImageDataset",
     "ImageDataset",
     "ImageFolderDataset",
+    "KarpathyCaptionsDataset",
     "ShapesDataset",
     "decode_image",
     "get_dataset",
@@ -57,12 +61,15 @@ class DatasetEntry:
         description: one line for `vitbench list`.
         needs_data: True for real datasets, which read `data_dir`.
         example: a hub name that holds it, for the "needs data" message ("" if none).
+        layout: what --data-dir should hold, for the same message.
     """
 
     name: str
     description: str
     needs_data: bool
     example: str = ""
+    layout: str = ("DIR/train/<class>/... and DIR/val/<class>/..., or a datasets name / "
+                   "save_to_disk directory")
 
 
 _EMBEDDED: dict[str, Callable[[str], ImageDataset]] = {
@@ -75,6 +82,10 @@ _ENTRIES = (
     DatasetEntry("imagenet", "ImageNet-1k, 1000 classes", True, "ILSVRC/imagenet-1k"),
     DatasetEntry("cifar10", "CIFAR-10, 10 classes", True, "uoft-cs/cifar10"),
     DatasetEntry("cifar100", "CIFAR-100, 100 classes", True, "uoft-cs/cifar100"),
+    DatasetEntry("coco", "COCO captions, Karpathy splits (5k test images, 5 captions each)",
+                 True, layout="Karpathy's dataset_coco.json and DIR/val2014/*.jpg"),
+    DatasetEntry("flickr30k", "Flickr30k captions, Karpathy splits (1k test images)", True,
+                 layout="Karpathy's dataset_flickr30k.json and DIR/flickr30k-images/*.jpg"),
     DatasetEntry("folder", "any ImageFolder tree DIR/<split>/<class>/...", True),
     DatasetEntry("hf", "any Hugging Face dataset (hub name or save_to_disk directory)", True),
     DatasetEntry("csv", "image-caption pairs from a CSV file", True),
@@ -116,16 +127,17 @@ def get_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None =
     if name in _EMBEDDED:
         return _EMBEDDED[name](split)
     if data_dir is None or str(data_dir) == "":
-        example = _BY_NAME[name].example
-        raise VitbenchError(
-            f"dataset {name!r} needs data: pass --data-dir DIR with DIR/train/<class>/... and "
-            "DIR/val/<class>/..., or a datasets name / save_to_disk directory"
-            + (f" (e.g. {example})" if example else ""))
+        entry = _BY_NAME[name]
+        raise VitbenchError(f"dataset {name!r} needs data: pass --data-dir DIR with "
+                            f"{entry.layout}" + (f" (e.g. {entry.example})" if entry.example
+                                                 else ""))
     return _open_real(name, split, data_dir)
 
 
 def _open_real(name: str, split: str, data_dir: str | os.PathLike[str]) -> ImageDataset:
     path = Path(data_dir).expanduser()
+    if karpathy_file(path) is not None:
+        return KarpathyCaptionsDataset(path, split, name=name)
     if path.is_dir():
         if is_shard_dir(path):
             return ShardDataset(path, split, name=name)

@@ -27,6 +27,7 @@ from vitbench.evals.protocols import (
     topk_hits,
     zero_shot_scores,
 )
+from vitbench.evals.protocols.mllm import MllmScores, MllmSettings, mllm_evaluate
 from vitbench.features import ExtractOptions, extract_features
 from vitbench.results import ResultRow, settings_json
 
@@ -76,7 +77,16 @@ class FewShotSettings:
     feature: str = "pooled"
 
 
-Settings = KnnSettings | LinearSettings | ZeroShotSettings | RetrievalSettings | FewShotSettings
+@dataclass(frozen=True)
+class MllmTaskSettings(MllmSettings):
+    """The visual-tokenizer protocol's pipeline settings, and its controls."""
+
+    blind_control: bool = True  # also train and score with the visual tokens zeroed
+    bootstrap: int = 1000
+
+
+Settings = (KnnSettings | LinearSettings | ZeroShotSettings | RetrievalSettings
+            | FewShotSettings | MllmTaskSettings)
 
 
 @dataclass(frozen=True)
@@ -255,9 +265,64 @@ def _few_shot(settings: FewShotSettings, inputs: TaskInputs) -> ProtocolResult:
     return ProtocolResult(metrics, len(train_y), len(test_y))
 
 
+def _mllm(settings: MllmTaskSettings, inputs: TaskInputs) -> ProtocolResult:
+    """Frozen patch tokens -> projector -> causal LM (evals/protocols/mllm.py); the blind
+    control trains and answers the same questions with every visual token zeroed, showing
+    what the language model gets from the question priors alone."""
+    train_x, train_q = _visual_questions(inputs, "train")
+    eval_x, eval_q = _visual_questions(inputs, "eval")
+    device = inputs.encoder.device
+    scores = mllm_evaluate(train_x, train_q, eval_x, eval_q, settings, device)
+    metrics = _mllm_metrics("", scores, settings.bootstrap)
+    if settings.blind_control:
+        blind = mllm_evaluate(np.zeros_like(train_x), train_q, np.zeros_like(eval_x), eval_q,
+                              settings, device)
+        metrics += _mllm_metrics("blind_", blind, settings.bootstrap)
+    return ProtocolResult(metrics, len(train_x), len(eval_x))
+
+
+def _visual_questions(inputs: TaskInputs, split: str) -> tuple[np.ndarray, list]:
+    """Patch tokens of a split and its questions, re-pointed at the token rows (images that
+    could not be decoded are skipped with their questions)."""
+    tokens, index = inputs.features(split, "tokens")
+    row_of = {int(image): row for row, image in enumerate(index)}
+    questions = [dataclasses.replace(q, image=row_of[q.image])
+                 for q in _questions(inputs.dataset(split)) if q.image in row_of]
+    return tokens, questions
+
+
+def _questions(dataset) -> list:
+    """A dataset's own questions (VQAv2, GVT files), shapes' label-made ones, or captions."""
+    from vitbench.data import ShapesDataset
+    from vitbench.data.questions import CAPTION_PROMPT, Question, shapes_questions
+
+    if isinstance(dataset, ShapesDataset):
+        return shapes_questions(dataset)
+    if hasattr(dataset, "questions"):
+        return dataset.questions
+    if dataset.captions is not None:
+        return [Question(i, "caption", CAPTION_PROMPT, tuple(captions))
+                for i, captions in enumerate(dataset.captions)]
+    raise VitbenchError(f"dataset {dataset.name!r} has no questions or captions for the "
+                        "visual-tokenizer protocol")
+
+
+def _mllm_metrics(prefix: str, scores: MllmScores, samples: int) -> list[Metric]:
+    """The scores of the question kinds the eval split has."""
+    hits = scores.hits
+    per_question = (("vqa_acc", hits.vqa), ("oc_acc", hits.oc), ("mci_acc", hits.mci),
+                    ("caption_cider", hits.cider / 100))  # CIDEr x100 per image, as hits
+    metrics = [_percent(name, values, samples) for name, values in per_question if len(values)]
+    if len(hits.oc):
+        metrics += [Metric("oc_mae", scores.oc_mae), Metric("oc_rmse", scores.oc_rmse)]
+    if len(hits.cider):
+        metrics.append(Metric("caption_bleu4", scores.caption_bleu4))
+    return [dataclasses.replace(m, name=prefix + m.name) for m in metrics]
+
+
 PROTOCOLS: dict[str, Callable[..., ProtocolResult]] = {
     "knn": _knn, "linear": _linear, "zeroshot": _zero_shot, "retrieval": _retrieval,
-    "fewshot": _few_shot}
+    "fewshot": _few_shot, "mllm": _mllm}
 
 _TASKS: dict[str, TaskSpec] = {}
 
@@ -347,8 +412,23 @@ for _name, _what in (("coco", "COCO 5k Karpathy test"),
                            RetrievalSettings(), "image_to_text_r1",
                            description=f"{_what} (--data-dir): image-text Recall@1/5/10"))
 
+register_task(TaskSpec("shapes_mllm", "shapes", "train", "test", "mllm", MllmTaskSettings(),
+                       "oc_acc", 64, True, "embedded shapes: encoder as the visual tokenizer of "
+                       "a tiny causal LM (captions, VQA, counting OC, identification MCI), with "
+                       "a blind control"))
+for _name, _metric, _what in (("vqav2", "vqa_acc", "VQAv2 val: VQA soft accuracy"),
+                              ("gvt", "oc_acc", "GVT-style OC / MCI questions")):
+    # no captions to pretrain the projector on: stage 2 (the questions) only
+    register_task(TaskSpec(f"{_name}_mllm", _name, "train", "val", "mllm",
+                           MllmTaskSettings(stage1_steps=0), _metric,
+                           description=f"{_what} (--data-dir) through the visual-tokenizer "
+                                       "pipeline"))
+register_task(TaskSpec("coco_mllm", "coco", "train", "test", "mllm", MllmTaskSettings(),
+                       "caption_cider", description="COCO Karpathy (--data-dir): captioning "
+                       "CIDEr / BLEU-4 through the visual-tokenizer pipeline"))
+
 DEFAULT_SUITE = ("digits_knn", "digits_linear", "shapes_knn", "shapes_linear",
-                 "digits_zeroshot", "digits_retrieval")
+                 "digits_zeroshot", "digits_retrieval", "shapes_zeroshot", "shapes_retrieval")
 # protocols that need a joint image-text space (`encoder.spec.has_text`)
 JOINT_SPACE_PROTOCOLS = ("zeroshot", "retrieval")
 

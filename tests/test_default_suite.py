@@ -21,12 +21,14 @@ def test_default_suite_runs_offline_and_writes_the_leaderboard(tmp_path):
     assert set(rows.model) == models
     image_tasks = {"digits_knn", "digits_linear", "shapes_knn", "shapes_linear"}
     assert set(rows[rows.model != "pico-clip-digits"].task) == image_tasks  # no text towers
-    assert set(rows.task) == image_tasks | {"digits_zeroshot", "digits_retrieval"}
+    text_tasks = {f"{d}_{p}" for d in ("digits", "shapes") for p in ("zeroshot", "retrieval")}
+    assert set(rows.task) == image_tasks | text_tasks
     assert set(rows[rows.model != "pico-clip-digits"].weights) == {"none:none", "random:random"}
     assert rows[rows.model == "pico-clip-digits"].weights.str.startswith("file:").all()
     # 5 models x (4 kNN ks + linear top1/top5 on digits + 4 ks + top1 on shapes), and for the
-    # CLIP run zero-shot top1/top5/per-class recall and Recall@1/5/10 both ways
-    assert len(rows) == 5 * (4 + 2 + 4 + 1) + 3 + 6
+    # CLIP run, on digits and shapes, zero-shot top1/top5/per-class recall and Recall@1/5/10
+    # both ways
+    assert len(rows) == 5 * (4 + 2 + 4 + 1) + 2 * (3 + 6)
 
     def knn(model):
         return rows[(rows.model == model) & (rows.metric == "top1_k20") &

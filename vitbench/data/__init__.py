@@ -86,6 +86,10 @@ _ENTRIES = (
                  True, layout="Karpathy's dataset_coco.json and DIR/val2014/*.jpg"),
     DatasetEntry("flickr30k", "Flickr30k captions, Karpathy splits (1k test images)", True,
                  layout="Karpathy's dataset_flickr30k.json and DIR/flickr30k-images/*.jpg"),
+    DatasetEntry("vqav2", "VQAv2 questions with ten answers each, on COCO images", True,
+                 layout="VQAv2's question and annotation JSON files and DIR/val2014/*.jpg"),
+    DatasetEntry("gvt", "object counting / multi-class identification questions (GVT)", True,
+                 layout='DIR/<split>.json: [{"image", "question", "answer", "type"}, ...]'),
     DatasetEntry("folder", "any ImageFolder tree DIR/<split>/<class>/...", True),
     DatasetEntry("hf", "any Hugging Face dataset (hub name or save_to_disk directory)", True),
     DatasetEntry("csv", "image-caption pairs from a CSV file", True),
@@ -131,6 +135,10 @@ def get_dataset(name: str, split: str, data_dir: str | os.PathLike[str] | None =
         raise VitbenchError(f"dataset {name!r} needs data: pass --data-dir DIR with "
                             f"{entry.layout}" + (f" (e.g. {entry.example})" if entry.example
                                                  else ""))
+    if name in ("vqav2", "gvt"):
+        from vitbench.data.qa import QuestionsDataset
+
+        return QuestionsDataset(data_dir, split, name=name)
     return _open_real(name, split, data_dir)
 
 

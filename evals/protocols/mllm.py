@@ -1,0 +1,603 @@
+"""The visual-tokenizer protocol: frozen patch tokens -> projector -> causal language model.
+
+After GVT (Wang et al., 2023) and Cambrian-1 (Tong et al., 2024): an encoder is judged by how
+well a small multimodal LLM built on its frozen patch tokens captions images and answers
+questions about them. The pipeline is
+
+    [projector(tokens)] + [bos] + prompt + " " + answer + [eos]
+
+with the projected tokens fed as `inputs_embeds` and the loss on the answer and eos only.
+Stage 1 trains on captions, stage 2 on every question kind mixed (LLaVA's two stages). The
+projector always trains; the "tiny" language model is built from a config and trains with it,
+a pretrained one stays frozen. Held-out images are answered by greedy decoding and scored:
+CIDEr and BLEU-4 for captions (x100, as the papers report them), exact-match accuracy for
+VQA, accuracy / MAE / RMSE for object counting (OC) and accuracy for multi-class
+identification (MCI), the last three in percent.
+
+Speed: a causal LM's visual prefix never attends to the text after it, so its keys and values
+are computed once per image and shared by all of that image's questions (the KV cache,
+indexed per question) in training as in decoding; the output head is applied only where a
+loss or a next token is needed (a pretrained vocabulary over every position costs GBs).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import string
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitbench.data.questions import QUESTION_KINDS, Question
+from vitbench.errors import VitbenchError
+
+PROJECTORS = ("linear", "mlp", "perceiver")
+PERCEIVER_LATENTS = 32  # GVT / Flamingo resampler: a fixed number of visual tokens per image
+TINY_LM = dict(n_layer=2, n_embd=128, n_head=4)
+SPECIAL_TOKENS = dict(pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
+                      unk_token="<unk>")
+_POSITIONS_SPARE = 256  # tiny LM positions past the longest training sequence: eval prompts
+_EVAL_IMAGES = 128  # images per decoding chunk (one visual prefix pass each)
+_WARMUP = 0.05  # share of each stage's steps with a linearly rising learning rate
+_IGNORE = -100  # cross_entropy's ignore_index: positions without a loss
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                 "nine", "ten")
+_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+
+
+@dataclass(frozen=True)
+class MllmSettings:
+    """How the pipeline is built and trained.
+
+    Attributes:
+        projector: "linear"; "mlp" (2 layers with GELU, LLaVA-1.5); or "perceiver" (a
+            resampler: PERCEIVER_LATENTS learned latents cross-attend to the tokens, GVT /
+            Flamingo).
+        language_model: "tiny" (a 2-layer GPT-2, hidden 128, 4 heads, trained from scratch
+            with a word-level tokenizer of the training text), or a transformers causal-LM
+            name or local path, loaded with its own tokenizer and kept frozen.
+        stage1_steps: caption-only steps.
+        stage2_steps: steps on every question kind mixed.
+        batch_size: questions per step. A step takes whole images with all of their
+            questions of the stage (stage 1: one caption each, so batch_size images).
+        lr: AdamW peak learning rate of each stage (linear warmup, cosine decay).
+        seed: initialisation and batch order.
+        max_new_tokens: decoding stops after this many tokens without an eos.
+    """
+
+    projector: str = "mlp"
+    language_model: str = "tiny"
+    stage1_steps: int = 150
+    stage2_steps: int = 250
+    batch_size: int = 32
+    lr: float = 2e-3
+    seed: int = 0
+    max_new_tokens: int = 24
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: numpy fields make generated == ambiguous
+class MllmHits:
+    """Per-question outcomes, in eval-question order within each kind, for bootstraps."""
+
+    vqa: np.ndarray  # (n_vqa,) 1.0 where the answer matched a reference
+    oc: np.ndarray  # (n_oc,) 1.0 where the parsed count was right
+    mci: np.ndarray  # (n_mci,) 1.0 where yes/no was right
+    oc_error: np.ndarray  # (n_oc,) predicted minus true count (unparseable: predicted 0)
+    cider: np.ndarray  # (n_caption,) per-image CIDEr x100 (its mean is caption_cider)
+
+
+@dataclass(frozen=True, eq=False)
+class MllmScores:
+    """Outcome of `mllm_evaluate`. Accuracies in percent, CIDEr / BLEU-4 x100; a metric
+    whose kind has no eval question is NaN."""
+
+    caption_cider: float
+    caption_bleu4: float
+    vqa_acc: float
+    oc_acc: float
+    oc_mae: float
+    oc_rmse: float
+    mci_acc: float
+    hits: MllmHits
+    predictions: list[str]  # one per eval question, in order
+    seconds: float = 0.0
+
+
+@dataclass
+class MllmPipeline:
+    """A trained pipeline: what `answer_questions` decodes with."""
+
+    projector: nn.Module
+    lm: nn.Module  # a transformers causal LM
+    tokenizer: Any  # a transformers fast tokenizer
+    mean: torch.Tensor  # (D,) training-token statistics the tokens are standardised with
+    std: torch.Tensor
+    frozen_lm: bool
+    max_positions: int | None  # the LM's position limit, None when it has none
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """One question as token ids: prompt (bos first) and each reference answer (eos last)."""
+
+    image: int
+    prompt: tuple[int, ...]
+    answers: tuple[tuple[int, ...], ...]
+
+
+# --- the protocol ----------------------------------------------------------------------------
+
+def mllm_evaluate(train_tokens: Any, train_questions: Sequence[Question], eval_tokens: Any,
+                  eval_questions: Sequence[Question], settings: MllmSettings = MllmSettings(),
+                  device: str | torch.device = "cpu") -> MllmScores:
+    """Train a projector (+ tiny LM) on `train_questions`, then score `eval_questions`.
+
+    Args:
+        train_tokens: (n_train_images, T, D) frozen patch tokens, numpy or torch; row i is
+            the image that questions with `image == i` ask about.
+        train_questions: what to train on (stage 1 uses the "caption" ones).
+        eval_tokens: (n_eval_images, T, D) tokens of held-out images, same encoder.
+        eval_questions: what to answer and score.
+        settings: see `MllmSettings`.
+        device: torch device of the training and decoding.
+
+    Returns:
+        `MllmScores`; the same inputs give the same scores.
+
+    Raises:
+        VitbenchError: bad token arrays, questions pointing outside them, unknown kinds,
+            projector or language model, or no captions to train stage 1 on.
+    """
+    started = time.perf_counter()
+    train_x, eval_x = _tokens(train_tokens, "train_tokens"), _tokens(eval_tokens, "eval_tokens")
+    if train_x.shape[1:] != eval_x.shape[1:]:
+        raise VitbenchError(f"train_tokens are (n, {', '.join(map(str, train_x.shape[1:]))}) "
+                            f"but eval_tokens (n, {', '.join(map(str, eval_x.shape[1:]))}): "
+                            "both must come from one encoder at one resolution")
+    _check_questions(eval_questions, len(eval_x), "eval_questions")
+    pipeline = train_mllm(train_x, train_questions, settings, device)
+    predictions = answer_questions(pipeline, eval_x, eval_questions, settings.max_new_tokens)
+    scores = score_answers(eval_questions, predictions)
+    return _with_seconds(scores, time.perf_counter() - started)
+
+
+def train_mllm(train_tokens: Any, train_questions: Sequence[Question],
+               settings: MllmSettings = MllmSettings(),
+               device: str | torch.device = "cpu") -> MllmPipeline:
+    """Build the pipeline and run both training stages (see the module docstring)."""
+    if settings.projector not in PROJECTORS:
+        raise VitbenchError(f"unknown projector {settings.projector!r}; "
+                            f"choose one of {', '.join(PROJECTORS)}")
+    x = _tokens(train_tokens, "train_tokens")
+    _check_questions(train_questions, len(x), "train_questions")
+    captions = [q for q in train_questions if q.kind == "caption"]
+    if settings.stage1_steps > 0 and not captions:
+        raise VitbenchError("stage 1 trains on captions but train_questions has none; "
+                            "set stage1_steps=0")
+    device = torch.device(device)
+    torch.manual_seed(settings.seed)
+    pipeline = _build(x, train_questions, settings, device)
+    x = x.to(device)
+    rng = np.random.default_rng(settings.seed)
+    for questions, steps in ((captions, settings.stage1_steps),
+                             (train_questions, settings.stage2_steps)):
+        _train_stage(pipeline, x, _encode(pipeline.tokenizer, questions), steps, settings, rng)
+    return pipeline
+
+
+def answer_questions(pipeline: MllmPipeline, tokens: Any, questions: Sequence[Question],
+                     max_new_tokens: int = 24) -> list[str]:
+    """Greedy answers, one per question, decoded with the visual prefix computed once per
+    image. Questions are batched by prompt length, so no batch needs padding."""
+    x = _tokens(tokens, "tokens")
+    _check_questions(questions, len(x), "questions", answered=False)
+    encoded = _encode(pipeline.tokenizer, questions, with_answers=False)
+    _check_positions(pipeline, x, encoded, max_new_tokens)
+    answers: list[str] = [""] * len(questions)
+    pipeline.lm.eval()
+    with torch.no_grad():
+        for start in range(0, len(x), _EVAL_IMAGES):
+            chunk = [i for i, q in enumerate(encoded)
+                     if start <= q.image < start + _EVAL_IMAGES]
+            if chunk:
+                _answer_chunk(pipeline, x[start:start + _EVAL_IMAGES], start,
+                              [encoded[i] for i in chunk], chunk, max_new_tokens, answers)
+    return answers
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+def score_answers(questions: Sequence[Question], predictions: Sequence[str]) -> MllmScores:
+    """Score predicted answers against the questions' references (see MllmScores)."""
+    if len(questions) != len(predictions):
+        raise VitbenchError(f"{len(predictions)} predictions for {len(questions)} questions")
+    by_kind = {kind: [(q, p) for q, p in zip(questions, predictions, strict=True)
+                      if q.kind == kind] for kind in QUESTION_KINDS}
+    cider, bleu4, cider_per_image = caption_scores(
+        [q.answers for q, _ in by_kind["caption"]], [p for _, p in by_kind["caption"]])
+    vqa = np.array([exact_match(p, q.answers) for q, p in by_kind["vqa"]], dtype=np.float64)
+    mci = np.array([exact_match(p, q.answers) for q, p in by_kind["mci"]], dtype=np.float64)
+    true = np.array([int(q.answers[0]) for q, _ in by_kind["oc"]], dtype=np.float64)
+    parsed = [parse_count(p) for _, p in by_kind["oc"]]
+    oc = np.array([n == t for n, t in zip(parsed, true, strict=True)], dtype=np.float64)
+    # An unparseable count is wrong, and its error is measured as if it had said 0: a model
+    # that cannot produce a number is charged the full count of what it missed.
+    oc_error = np.array([0 if n is None else n for n in parsed], dtype=np.float64) - true
+    return MllmScores(
+        caption_cider=cider, caption_bleu4=bleu4, vqa_acc=_percent(vqa), oc_acc=_percent(oc),
+        oc_mae=_mean(np.abs(oc_error)), oc_rmse=math.sqrt(_mean(oc_error ** 2)),
+        mci_acc=_percent(mci),
+        hits=MllmHits(vqa=vqa, oc=oc, mci=mci, oc_error=oc_error, cider=cider_per_image),
+        predictions=list(predictions))
+
+
+def caption_scores(references: Sequence[Sequence[str]], candidates: Sequence[str]
+                   ) -> tuple[float, float, np.ndarray]:
+    """(CIDEr-D, BLEU-4, per-image CIDEr-D), all x100, from pycocoevalcap.
+
+    Texts are lowercased and stripped of punctuation here, which is what the COCO toolkit's
+    PTBTokenizer would do (it needs Java).
+    """
+    if not candidates:
+        return math.nan, math.nan, np.zeros(0)
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    gts = {i: [normalise_answer(r) for r in refs] for i, refs in enumerate(references)}
+    res = {i: [normalise_answer(c)] for i, c in enumerate(candidates)}
+    cider, per_image = Cider().compute_score(gts, res)
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    return 100 * float(cider), 100 * float(bleu[3]), 100 * np.asarray(per_image, np.float64)
+
+
+def normalise_answer(text: str) -> str:
+    """Lowercase, punctuation removed, whitespace collapsed: how answers are compared."""
+    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> bool:
+    """The normalised prediction equals one of the normalised references."""
+    return normalise_answer(prediction) in {normalise_answer(a) for a in answers}
+
+
+def vqa_soft_accuracy(prediction: str, answers: Sequence[str]) -> float:
+    """VQAv2's accuracy against its 10 human answers: min(#humans that said it / 3, 1)."""
+    said = Counter(normalise_answer(a) for a in answers)[normalise_answer(prediction)]
+    return min(said / 3, 1.0)
+
+
+def parse_count(prediction: str) -> int | None:
+    """The first number in an answer, as digits or a word ("two"); None if there is none."""
+    for word in normalise_answer(prediction).split():
+        if word.isdigit():
+            return int(word)
+        if word in _NUMBER_WORDS:
+            return _NUMBER_WORDS.index(word)
+    return None
+
+
+def _percent(hits: np.ndarray) -> float:
+    return 100 * _mean(hits)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _with_seconds(scores: MllmScores, seconds: float) -> MllmScores:
+    return MllmScores(**{**scores.__dict__, "seconds": seconds})
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+def _tokens(x: Any, name: str) -> torch.Tensor:
+    """Float32 (N, T, D) tokens on the CPU."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or 0 in x.shape:
+        raise VitbenchError(f"{name} must be a non-empty (n_images, tokens, dim) array, got "
+                            f"shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise VitbenchError(f"{name} contains NaN or inf; check the encoder's outputs")
+    return torch.from_numpy(x)
+
+
+def _check_questions(questions: Sequence[Question], n_images: int, name: str,
+                     answered: bool = True) -> None:
+    """Questions about existing rows, of known kinds, with (when `answered`) references."""
+    if not questions:
+        raise VitbenchError(f"{name} is empty")
+    for q in questions:
+        if not 0 <= q.image < n_images:
+            raise VitbenchError(f"{name} asks about image {q.image}, outside the {n_images} "
+                                "rows of its token array")
+        if q.kind not in QUESTION_KINDS:
+            raise VitbenchError(f"{name} has a question of unknown kind {q.kind!r}; "
+                                f"kinds: {', '.join(QUESTION_KINDS)}")
+        if answered and (not q.answers or q.kind == "oc" and not q.answers[0].isdigit()):
+            raise VitbenchError(f"{name} has a {q.kind} question without a valid reference "
+                                f"answer: {q.prompt!r} -> {q.answers}")
+
+
+def _check_positions(pipeline: MllmPipeline, x: torch.Tensor, encoded: list[_Encoded],
+                     max_new_tokens: int) -> None:
+    longest = _prefix_length(pipeline, x) + max(len(q.prompt) for q in encoded) + max_new_tokens
+    if pipeline.max_positions is not None and longest > pipeline.max_positions:
+        raise VitbenchError(f"visual tokens + prompt + max_new_tokens need {longest} positions "
+                            f"but the language model has {pipeline.max_positions}")
+
+
+# --- building --------------------------------------------------------------------------------
+
+def _build(x: torch.Tensor, questions: Sequence[Question], settings: MllmSettings,
+           device: torch.device) -> MllmPipeline:
+    # Encoders differ in token scale by orders of magnitude (raw pixels vs normalised ViT
+    # outputs): standardising per dimension with training statistics makes one learning rate
+    # fit all. All-zero (blind) tokens stay all zero.
+    flat = x.reshape(-1, x.shape[2])
+    mean, std = flat.mean(0), flat.std(0).clamp_min(1e-6)
+    if settings.language_model == "tiny":
+        tokenizer = word_tokenizer(questions)
+        lm, frozen = _tiny_lm(tokenizer, x.shape[1], questions, settings), False
+    else:
+        tokenizer, lm = _pretrained_lm(settings.language_model)
+        frozen = True
+    hidden = lm.get_input_embeddings().embedding_dim
+    projector = _projector(settings.projector, x.shape[1], x.shape[2], hidden)
+    config = lm.config
+    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings",
+                                                             None)
+    return MllmPipeline(projector=projector.to(device), lm=lm.to(device), tokenizer=tokenizer,
+                        mean=mean.to(device), std=std.to(device), frozen_lm=frozen,
+                        max_positions=limit)
+
+
+def word_tokenizer(questions: Sequence[Question]) -> Any:
+    """A word-level tokenizer (lowercased, split on whitespace and punctuation) over the
+    words of the questions and answers, wrapped as a transformers fast tokenizer so that the
+    tiny LM and a pretrained one's AutoTokenizer go through the same code."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    normalizer, splitter = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+    texts = {q.prompt for q in questions} | {a for q in questions for a in q.answers}
+    words = sorted({word for text in texts
+                    for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text))})
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS.values(), *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, splitter
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
+
+
+def _tiny_lm(tokenizer: Any, n_visual: int, questions: Sequence[Question],
+             settings: MllmSettings) -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    prefix = PERCEIVER_LATENTS if settings.projector == "perceiver" else n_visual
+    longest = max(len(q.prompt) + max(map(len, q.answers), default=0)
+                  for q in _encode(tokenizer, questions))
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=prefix + longest + _POSITIONS_SPARE,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        # no dropout: a few hundred steps on a small set, and the runs stay deterministic;
+        # torch's exact GELU: GPT-2's default tanh one is a chain of Python-level ops, slow
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu",
+        **TINY_LM)
+    return GPT2LMHeadModel(config)
+
+
+def _pretrained_lm(name: str) -> tuple[Any, nn.Module]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:  # never trust_remote_code: a name must not run code from the hub
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        lm = AutoModelForCausalLM.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VitbenchError(f"cannot load language model {name!r}: {first}") from exc
+    if tokenizer.eos_token_id is None:
+        raise VitbenchError(f"language model {name!r} has no eos token to end answers with")
+    lm.requires_grad_(False)
+    return tokenizer, lm.eval()
+
+
+def _projector(kind: str, n_tokens: int, dim: int, hidden: int) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(dim, hidden)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+    return PerceiverResampler(n_tokens, dim, hidden)
+
+
+class PerceiverResampler(nn.Module):
+    """Flamingo's resampler, one block: learned latents cross-attend to the (position-
+    embedded) tokens and to themselves, then a feed-forward layer; the LM sees only the
+    PERCEIVER_LATENTS latents, however many tokens the encoder gives."""
+
+    def __init__(self, n_tokens: int, dim: int, hidden: int, heads: int = 4):
+        super().__init__()
+        self.proj = nn.Linear(dim, hidden)
+        self.position = nn.Parameter(torch.randn(n_tokens, hidden) * 0.02)
+        self.latents = nn.Parameter(torch.randn(PERCEIVER_LATENTS, hidden) * 0.02)
+        self.norm_media, self.norm_latents = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.ffn = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, 4 * hidden), nn.GELU(),
+                                 nn.Linear(4 * hidden, hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        media = self.norm_media(self.proj(x) + self.position)
+        latents = self.latents.expand(len(x), -1, -1)
+        queries = self.norm_latents(latents)
+        keys = torch.cat([media, queries], dim=1)
+        latents = latents + self.attention(queries, keys, keys, need_weights=False)[0]
+        return latents + self.ffn(latents)
+
+
+# --- text ------------------------------------------------------------------------------------
+
+def _encode(tokenizer: Any, questions: Sequence[Question], with_answers: bool = True
+            ) -> list[_Encoded]:
+    """Token ids of every question, each distinct text encoded once."""
+    prompts = _ids_of(tokenizer, {q.prompt for q in questions})
+    answers = _ids_of(tokenizer, {a for q in questions for a in q.answers} if with_answers
+                      else set(), prefix=" ")
+    bos = () if tokenizer.bos_token_id is None else (tokenizer.bos_token_id,)
+    eos = (tokenizer.eos_token_id,)
+    return [_Encoded(q.image, bos + prompts[q.prompt],
+                     tuple(answers[a] + eos for a in q.answers) if with_answers else ())
+            for q in questions]
+
+
+def _ids_of(tokenizer: Any, texts: set[str], prefix: str = "") -> dict[str, tuple[int, ...]]:
+    # The space before an answer is how a pretrained BPE tokenizer sees a following word;
+    # the word-level one ignores it.
+    if not texts:
+        return {}
+    ordered = sorted(texts)
+    ids = tokenizer([prefix + t for t in ordered], add_special_tokens=False)["input_ids"]
+    return {text: tuple(row) for text, row in zip(ordered, ids, strict=True)}
+
+
+def _pad(rows: list[tuple[int, ...]], value: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(map(len, rows))), value, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+# --- training --------------------------------------------------------------------------------
+
+def _train_stage(pipeline: MllmPipeline, x: torch.Tensor, encoded: list[_Encoded], steps: int,
+                 settings: MllmSettings, rng: np.random.Generator) -> None:
+    if steps <= 0 or not encoded:
+        return
+    by_image: dict[int, list[_Encoded]] = {}
+    for q in encoded:
+        by_image.setdefault(q.image, []).append(q)
+    images = np.array(sorted(by_image))
+    # A step takes whole images, all of their questions of the stage, until it holds about
+    # batch_size questions: the visual prefix is then computed once for several questions.
+    per_step = max(1, round(settings.batch_size * len(images) / len(encoded)))
+    params = [p for p in _modules(pipeline).parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, steps))
+    _modules(pipeline).train()
+    if pipeline.frozen_lm:
+        pipeline.lm.eval()
+    for batch in _batches(images, per_step, steps, rng):
+        loss = _loss(pipeline, x, [q for i in batch for q in by_image[i]], rng)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    _modules(pipeline).eval()
+
+
+def _modules(pipeline: MllmPipeline) -> nn.ModuleList:
+    return nn.ModuleList([pipeline.projector, pipeline.lm])
+
+
+def _lr_factor(step: int, steps: int) -> float:
+    warmup = max(1, int(_WARMUP * steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def _batches(images: np.ndarray, size: int, steps: int, rng: np.random.Generator):
+    """`steps` batches of images, going through shuffled epochs."""
+    order, at = rng.permutation(images), 0
+    for _ in range(steps):
+        if at + size > len(order):
+            order, at = np.concatenate([order[at:], rng.permutation(images)]), 0
+        yield order[at:at + size]
+        at += size
+
+
+def _loss(pipeline: MllmPipeline, x: torch.Tensor, questions: list[_Encoded],
+          rng: np.random.Generator) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens (and eos) of the questions; each question
+    trains on one of its references, drawn at random (captions have several)."""
+    images = sorted({q.image for q in questions})
+    row = {image: i for i, image in enumerate(images)}
+    texts = [q.prompt + q.answers[rng.integers(len(q.answers))] for q in questions]
+    ids = _pad(texts, pipeline.tokenizer.pad_token_id or 0)
+    labels = torch.full_like(ids, _IGNORE)
+    for i, (q, text) in enumerate(zip(questions, texts, strict=True)):
+        labels[i, len(q.prompt):len(text)] = ids[i, len(q.prompt):len(text)]
+    device = x.device
+    cache = _visual_prefix(pipeline, x[images])
+    cache.batch_select_indices(torch.tensor([row[q.image] for q in questions], device=device))
+    # Right padding needs no attention mask: causal attention never lets a real token see
+    # the padding after it, and padded positions carry no loss.
+    hidden = _hidden(pipeline, ids.to(device), cache)
+    labels = labels[:, 1:].to(device)  # position t predicts token t + 1
+    wanted = labels != _IGNORE
+    logits = pipeline.lm.get_output_embeddings()(hidden[:, :-1][wanted])
+    return F.cross_entropy(logits, labels[wanted])
+
+
+def _visual_prefix(pipeline: MllmPipeline, x: torch.Tensor) -> Any:
+    """The LM's key/value cache after the projected tokens of the images `x`."""
+    embeds = pipeline.projector((x - pipeline.mean) / pipeline.std)
+    return pipeline.lm.base_model(inputs_embeds=embeds, use_cache=True).past_key_values
+
+
+def _hidden(pipeline: MllmPipeline, ids: torch.Tensor, cache: Any) -> torch.Tensor:
+    """Last hidden states of `ids` following the cached prefix (the cache grows by them)."""
+    return pipeline.lm.base_model(input_ids=ids, past_key_values=cache,
+                                  use_cache=True).last_hidden_state
+
+
+def _prefix_length(pipeline: MllmPipeline, x: torch.Tensor) -> int:
+    return PERCEIVER_LATENTS if isinstance(pipeline.projector, PerceiverResampler) else x.shape[1]
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+def _answer_chunk(pipeline: MllmPipeline, x: torch.Tensor, first_image: int,
+                  encoded: list[_Encoded], positions: list[int], max_new_tokens: int,
+                  answers: list[str]) -> None:
+    """Answer the questions about one chunk of images into `answers[positions]`."""
+    device = pipeline.mean.device
+    prefix = _visual_prefix(pipeline, x.to(device))
+    by_length: dict[int, list[int]] = {}
+    for i, q in enumerate(encoded):
+        by_length.setdefault(len(q.prompt), []).append(i)
+    for group in by_length.values():
+        cache = copy.deepcopy(prefix)  # each group extends its own copy of the prefix
+        rows = torch.tensor([encoded[i].image - first_image for i in group], device=device)
+        cache.batch_select_indices(rows)
+        prompts = torch.tensor([encoded[i].prompt for i in group], device=device)
+        generated = _greedy(pipeline, prompts, cache, max_new_tokens)
+        for i, ids in zip(group, generated, strict=True):
+            answers[positions[i]] = pipeline.tokenizer.decode(ids, skip_special_tokens=True
+                                                              ).strip()
+
+
+def _greedy(pipeline: MllmPipeline, prompts: torch.Tensor, cache: Any, max_new_tokens: int
+            ) -> list[list[int]]:
+    """Greedy continuations of same-length prompts, each cut before its eos."""
+    head, eos = pipeline.lm.get_output_embeddings(), pipeline.tokenizer.eos_token_id
+    hidden = _hidden(pipeline, prompts, cache)[:, -1]
+    steps: list[torch.Tensor] = []
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=prompts.device)
+    for _ in range(max_new_tokens):
+        token = head(hidden).argmax(-1)
+        steps.append(token)
+        done |= token == eos
+        if done.all():
+            break
+        hidden = _hidden(pipeline, token[:, None], cache)[:, -1]
+    out = torch.stack(steps, 1).tolist() if steps else [[] for _ in range(len(prompts))]
+    return [row[:row.index(eos)] if eos in row else row for row in out]

@@ -7,6 +7,7 @@ Settings live in the spec so results are reproducible; overrides are applied wit
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -275,10 +276,19 @@ def _mllm(settings: MllmTaskSettings, inputs: TaskInputs) -> ProtocolResult:
     scores = mllm_evaluate(train_x, train_q, eval_x, eval_q, settings, device)
     metrics = _mllm_metrics("", scores, settings.bootstrap)
     if settings.blind_control:
-        blind = mllm_evaluate(np.zeros_like(train_x), train_q, np.zeros_like(eval_x), eval_q,
-                              settings, device)
+        blind = _blind(inputs.task.name, settings, tuple(train_q), tuple(eval_q), len(train_x),
+                       len(eval_x), str(device))
         metrics += _mllm_metrics("blind_", blind, settings.bootstrap)
     return ProtocolResult(metrics, len(train_x), len(eval_x))
+
+
+@functools.lru_cache(maxsize=8)
+def _blind(task: str, settings, train_q, eval_q, n_train: int, n_eval: int, device: str
+           ) -> MllmScores:
+    """The blind control sees one zero token per image: no visual information and nothing
+    that depends on the encoder, so one run serves every encoder of a suite."""
+    return mllm_evaluate(np.zeros((n_train, 1, 1), np.float32), list(train_q),
+                         np.zeros((n_eval, 1, 1), np.float32), list(eval_q), settings, device)
 
 
 def _visual_questions(inputs: TaskInputs, split: str) -> tuple[np.ndarray, list]:

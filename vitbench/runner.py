@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitbench.contract import Encoder
+from vitbench.data import list_datasets
 from vitbench.errors import VitbenchError
 from vitbench.evals.tasks import JOINT_SPACE_PROTOCOLS, TaskSpec, get_task, run_task
 from vitbench.features import ExtractOptions
@@ -38,9 +39,8 @@ def run_eval(plan: EvalPlan, on_rows: Callable[[list[ResultRow]], None] | None =
     tasks = [get_task(t) for t in plan.tasks]
     for task in tasks:
         if not task.embedded and plan.data_dir is None:
-            raise VitbenchError(f"task {task.name} needs data: pass --data-dir DIR (an ImageFolder "
-                                f"tree DIR/{task.train_split}/<class>/..., a datasets name, or a "
-                                "save_to_disk directory)")
+            layout = {d.name: d.layout for d in list_datasets()}[task.dataset]
+            raise VitbenchError(f"task {task.name} needs data: pass --data-dir DIR ({layout})")
     requests = [_request(m, plan.weights) for m in plan.models]  # unknown names fail here
     rows: list[ResultRow] = []
     for model, request in zip(plan.models, requests, strict=True):

@@ -42,7 +42,8 @@ from vitbench.errors import VitbenchError
 
 PROJECTORS = ("linear", "mlp", "perceiver")
 PERCEIVER_LATENTS = 32  # GVT / Flamingo resampler: a fixed number of visual tokens per image
-TINY_LM = dict(n_layer=2, n_embd=128, n_head=4)
+TINY_LM = dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=4,
+               num_key_value_heads=4, intermediate_size=344)  # SwiGLU's 8/3 x hidden
 SPECIAL_TOKENS = dict(pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
                       unk_token="<unk>")
 _POSITIONS_SPARE = 256  # tiny LM positions past the longest training sequence: eval prompts
@@ -130,6 +131,7 @@ class _Encoded:
     """One question as token ids: prompt (bos first) and each reference answer (eos last)."""
 
     image: int
+    kind: str
     prompt: tuple[int, ...]
     answers: tuple[tuple[int, ...], ...]
 
@@ -381,19 +383,19 @@ def word_tokenizer(questions: Sequence[Question]) -> Any:
 
 def _tiny_lm(tokenizer: Any, n_visual: int, questions: Sequence[Question],
              settings: MllmSettings) -> nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel
+    # Llama rather than GPT-2: with rotary positions the 2-layer model learns the two-hop
+    # questions (find the asked kind in the prompt, then look for it among the visual
+    # tokens) in about half the steps; the SwiGLU width keeps its cost per token GPT-2's.
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     prefix = PERCEIVER_LATENTS if settings.projector == "perceiver" else n_visual
     longest = max(len(q.prompt) + max(map(len, q.answers), default=0)
                   for q in _encode(tokenizer, questions))
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=prefix + longest + _POSITIONS_SPARE,
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=prefix + longest + _POSITIONS_SPARE,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        # no dropout: a few hundred steps on a small set, and the runs stay deterministic;
-        # torch's exact GELU: GPT-2's default tanh one is a chain of Python-level ops, slow
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu",
         **TINY_LM)
-    return GPT2LMHeadModel(config)
+    return LlamaForCausalLM(config)
 
 
 def _pretrained_lm(name: str) -> tuple[Any, nn.Module]:
@@ -453,7 +455,7 @@ def _encode(tokenizer: Any, questions: Sequence[Question], with_answers: bool = 
                       else set(), prefix=" ")
     bos = () if tokenizer.bos_token_id is None else (tokenizer.bos_token_id,)
     eos = (tokenizer.eos_token_id,)
-    return [_Encoded(q.image, bos + prompts[q.prompt],
+    return [_Encoded(q.image, q.kind, bos + prompts[q.prompt],
                      tuple(answers[a] + eos for a in q.answers) if with_answers else ())
             for q in questions]
 
@@ -528,9 +530,25 @@ def _loss(pipeline: MllmPipeline, x: torch.Tensor, questions: list[_Encoded],
           rng: np.random.Generator) -> torch.Tensor:
     """Mean cross-entropy over the answer tokens (and eos) of the questions; each question
     trains on one of its references, drawn at random (captions have several)."""
+    texts = [q.prompt + q.answers[rng.integers(len(q.answers))] for q in questions]
+    # Captions are two to three times longer than one-word answers: padded together, half
+    # the text positions would be padding, which costs more than a second visual prefix.
+    total, count = torch.zeros((), device=x.device), 0
+    for captions in (True, False):
+        bucket = [i for i, q in enumerate(questions) if (q.kind == "caption") == captions]
+        if bucket:
+            nll, n = _answer_nll(pipeline, x, [questions[i] for i in bucket],
+                                 [texts[i] for i in bucket])
+            total, count = total + nll, count + n
+    return total / count
+
+
+def _answer_nll(pipeline: MllmPipeline, x: torch.Tensor, questions: list[_Encoded],
+                texts: list[tuple[int, ...]]) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy of the answer tokens of `texts` (prompt + answer), and their
+    number."""
     images = sorted({q.image for q in questions})
     row = {image: i for i, image in enumerate(images)}
-    texts = [q.prompt + q.answers[rng.integers(len(q.answers))] for q in questions]
     ids = _pad(texts, pipeline.tokenizer.pad_token_id or 0)
     labels = torch.full_like(ids, _IGNORE)
     for i, (q, text) in enumerate(zip(questions, texts, strict=True)):
@@ -544,7 +562,7 @@ def _loss(pipeline: MllmPipeline, x: torch.Tensor, questions: list[_Encoded],
     labels = labels[:, 1:].to(device)  # position t predicts token t + 1
     wanted = labels != _IGNORE
     logits = pipeline.lm.get_output_embeddings()(hidden[:, :-1][wanted])
-    return F.cross_entropy(logits, labels[wanted])
+    return F.cross_entropy(logits, labels[wanted], reduction="sum"), int(wanted.sum())
 
 
 def _visual_prefix(pipeline: MllmPipeline, x: torch.Tensor) -> Any:

@@ -423,7 +423,7 @@ for _name, _what in (("coco", "COCO 5k Karpathy test"),
                            description=f"{_what} (--data-dir): image-text Recall@1/5/10"))
 
 register_task(TaskSpec("shapes_mllm", "shapes", "train", "test", "mllm", MllmTaskSettings(),
-                       "oc_acc", 64, True, "embedded shapes: encoder as the visual tokenizer of "
+                       "vqa_acc", 64, True, "embedded shapes: encoder as the visual tokenizer of "
                        "a tiny causal LM (captions, VQA, counting OC, identification MCI), with "
                        "a blind control"))
 for _name, _metric, _what in (("vqav2", "vqa_acc", "VQAv2 val: VQA soft accuracy"),

@@ -187,7 +187,7 @@ def scene_captions(scene: ShapesScene) -> list[str]:
     if len(scene.objects) == 1:
         summary = f"a picture of a single {scene.main.kind}"
     else:
-        listed = _join([f"{_NUMBERS[n]} {_noun(kind, n)}" for kind, n in kinds.items()])
+        listed = _join([f"{_NUMBERS[n]} {noun(kind, n)}" for kind, n in kinds.items()])
         summary = f"a picture of {_NUMBERS[len(scene.objects)]} shapes: {listed}"
     return [_join([main, *smalls]), beside, summary]
 
@@ -267,7 +267,7 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject) -> None:
         raise ValueError(f"no drawing for shape kind {obj.kind!r}")
 
 
-def _noun(kind: str, count: int) -> str:
+def noun(kind: str, count: int) -> str:
     if count == 1:
         return kind
     return kind + ("es" if kind.endswith("s") else "s")
@@ -275,7 +275,7 @@ def _noun(kind: str, count: int) -> str:
 
 def _phrase(count: int, size: str, colour: str, kind: str) -> str:
     number = "a" if count == 1 else _NUMBERS[count]
-    return f"{number} {size} {colour} {_noun(kind, count)}"
+    return f"{number} {size} {colour} {noun(kind, count)}"
 
 
 def _join(parts: list[str]) -> str:

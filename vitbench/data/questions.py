@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vitbench.data.embedded import KINDS, ShapesDataset, _noun
+from vitbench.data.embedded import KINDS, ShapesDataset, noun
 
 QUESTION_KINDS = ("caption", "vqa", "oc", "mci")
 CAPTION_PROMPT = "Describe the image."
@@ -61,7 +61,7 @@ def _image_questions(dataset: ShapesDataset, index: int) -> list[Question]:
                   ("Is the background dark or light?", scene.background))
     questions = [Question(index, "caption", CAPTION_PROMPT, tuple(dataset.captions[index]))]
     questions += [Question(index, "vqa", prompt, (answer,)) for prompt, answer in attributes]
-    questions += [Question(index, "oc", f"How many {_noun(kind, 2)} are there in the image?",
+    questions += [Question(index, "oc", f"How many {noun(kind, 2)} are there in the image?",
                            (str(counts[KINDS.index(kind)]),))
                   for kind in _present_and_absent(counts, rng)]
     questions += [Question(index, "mci", f"Does a {kind} exist in the image?",

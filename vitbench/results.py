@@ -146,9 +146,11 @@ def render(table: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return table.to_csv(index=False, float_format="%.4f")
     if fmt == "md":
-        return table.to_markdown(index=False, floatfmt=".4f")
+        # tabulate leaves only None blank, not NaN
+        return table.astype(object).where(table.notna(), None).to_markdown(
+            index=False, floatfmt=".4f", missingval="")
     if fmt == "html":
         return table.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="")
     if fmt == "table":
-        return table.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+        return table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="")
     raise VitbenchError(f"unknown format {fmt!r}; accepted: table, csv, md, html")

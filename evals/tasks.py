@@ -139,7 +139,9 @@ class TaskInputs:
 
         self.task, self.encoder, self.options = task, encoder, options
         self.train_set = get_dataset(task.dataset, task.train_split, data_dir)
-        self.eval_set = get_dataset(task.dataset, task.eval_split, data_dir)
+        # zero-shot and retrieval read one split: open it (and stat its files) once
+        self.eval_set = self.train_set if task.eval_split == task.train_split else \
+            get_dataset(task.dataset, task.eval_split, data_dir)
         self.encode_seconds, self.cache_hit, self.n_bad = 0.0, True, 0
 
     def dataset(self, split: str):
@@ -276,15 +278,14 @@ def _mllm(settings: MllmTaskSettings, inputs: TaskInputs) -> ProtocolResult:
     scores = mllm_evaluate(train_x, train_q, eval_x, eval_q, settings, device)
     metrics = _mllm_metrics("", scores, settings.bootstrap)
     if settings.blind_control:
-        blind = _blind(inputs.task.name, settings, tuple(train_q), tuple(eval_q), len(train_x),
-                       len(eval_x), str(device))
+        blind = _blind(settings, tuple(train_q), tuple(eval_q), len(train_x), len(eval_x),
+                       str(device))
         metrics += _mllm_metrics("blind_", blind, settings.bootstrap)
     return ProtocolResult(metrics, len(train_x), len(eval_x))
 
 
 @functools.lru_cache(maxsize=8)
-def _blind(task: str, settings, train_q, eval_q, n_train: int, n_eval: int, device: str
-           ) -> MllmScores:
+def _blind(settings, train_q, eval_q, n_train: int, n_eval: int, device: str) -> MllmScores:
     """The blind control sees one zero token per image: no visual information and nothing
     that depends on the encoder, so one run serves every encoder of a suite."""
     return mllm_evaluate(np.zeros((n_train, 1, 1), np.float32), list(train_q),

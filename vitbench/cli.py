@@ -232,7 +232,7 @@ def leaderboard_cmd(
 
     if tables:
         typer.echo(_table([{"table": t.name, "title": t.title,
-                            "measured by": ", ".join(sorted({_measure_name(m) for m in
+                            "measured by": ", ".join(sorted({m.describe() for m in
                                                              t.measures.values()}))
                             or t.why_unmeasured} for t in leaderboards.TABLES.values()], fmt))
         return
@@ -247,10 +247,6 @@ def leaderboard_cmd(
         raise VitbenchError("--plot needs --table NAME (a table with accuracy and cost columns)")
     rows = _measured_rows(results, required=True)
     typer.echo(render(pivot(rows, None if all_metrics else _main_metrics()), fmt))
-
-
-def _measure_name(measure) -> str:
-    return getattr(measure, "task", None) or f"zoo spec {measure.attribute}"
 
 
 def _measured_rows(results: list[str] | None, required: bool):

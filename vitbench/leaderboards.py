@@ -29,12 +29,18 @@ class TaskMeasure:
     task: str
     metric: str
 
+    def describe(self) -> str:
+        return self.task
+
 
 @dataclass(frozen=True)
 class SpecMeasure:
     """A published column that is a fact of the zoo spec (`EncoderSpec.<attribute>`)."""
 
     attribute: str
+
+    def describe(self) -> str:
+        return f"zoo spec {self.attribute}"
 
 
 Measure = TaskMeasure | SpecMeasure

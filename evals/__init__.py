@@ -17,6 +17,7 @@ from vitbench.evals.protocols import (
     zero_shot_classify,
     zero_shot_scores,
 )
+from vitbench.evals.templates import template_set, template_sets
 
 __all__ = [
     "Interval",
@@ -30,6 +31,8 @@ __all__ = [
     "linear_probe",
     "paired_bootstrap",
     "retrieval_recall",
+    "template_set",
+    "template_sets",
     "topk_hits",
     "zero_shot_classify",
     "zero_shot_scores",

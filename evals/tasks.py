@@ -29,6 +29,7 @@ from vitbench.evals.protocols import (
     zero_shot_scores,
 )
 from vitbench.evals.protocols.mllm import MllmScores, MllmSettings, mllm_evaluate
+from vitbench.evals.templates import DEFAULT_TEMPLATE_SET, dataset_template_set, template_set
 from vitbench.features import ExtractOptions, extract_features
 from vitbench.results import ResultRow, settings_json
 
@@ -56,7 +57,8 @@ class LinearSettings:
 class ZeroShotSettings:
     """CLIP zero-shot: every class name in every template, embeddings ensembled per class."""
 
-    templates: tuple[str, ...] = ()  # "{}" format strings; empty: OpenAI's 80 ImageNet ones
+    templates: tuple[str, ...] = ()  # "{}" format strings; empty: the named set below
+    template_set: str = DEFAULT_TEMPLATE_SET  # evals/templates.py; ImageNet's 80 by default
     bootstrap: int = 1000  # resamples for the 95% intervals (0: none)
 
 
@@ -211,7 +213,7 @@ def _zero_shot(settings: ZeroShotSettings, inputs: TaskInputs) -> ProtocolResult
     _joint_space(inputs)
     images, labels = inputs.labelled("eval", "projected")
     classes = inputs.eval_set.classes
-    templates = settings.templates or openai_imagenet_templates()
+    templates = settings.templates or template_set(settings.template_set)
     prompts = [template.format(name) for name in classes for template in templates]
     text = inputs.encoder.encode_text(prompts).reshape(len(classes), len(templates), -1)
     scores = zero_shot_scores(images, text)
@@ -338,13 +340,6 @@ PROTOCOLS: dict[str, Callable[..., ProtocolResult]] = {
 _TASKS: dict[str, TaskSpec] = {}
 
 
-def openai_imagenet_templates() -> tuple[str, ...]:
-    """CLIP's 80 ImageNet prompts, from open_clip's metadata, as "{}" format strings."""
-    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
-
-    return tuple(t("{}") if callable(t) else t for t in OPENAI_IMAGENET_TEMPLATES)
-
-
 def register_task(task: TaskSpec) -> TaskSpec:
     if task.name in _TASKS:
         raise ValueError(f"task {task.name!r} registered twice")
@@ -412,10 +407,11 @@ for _name in ("digits", "shapes"):
     _few_shot_task(_name, "train", "test", resolution=32 if _name == "digits" else 64,
                    embedded=True, what=f"embedded {_name}")
 for _name, _split in (("imagenet", "val"), ("cifar10", "test"), ("cifar100", "test")):
+    _set = dataset_template_set(_name)
     register_task(TaskSpec(f"{_name}_zeroshot", _name, _split, _split, "zeroshot",
-                           ZeroShotSettings(), "top1",
-                           description=f"{_name} (--data-dir): zero-shot, OpenAI's 80 "
-                                       "ImageNet prompt templates"))
+                           ZeroShotSettings(template_set=_set), "top1",
+                           description=f"{_name} (--data-dir): zero-shot, CLIP's {_set} "
+                                       "prompt templates"))
     _few_shot_task(_name, "train", _split, what=f"{_name} (--data-dir)")
 for _name, _what in (("coco", "COCO 5k Karpathy test"),
                      ("flickr30k", "Flickr30k 1k Karpathy test")):

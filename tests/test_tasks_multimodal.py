@@ -166,6 +166,29 @@ def test_cli_templates_file_reaches_the_zero_shot_settings(tmp_path, monkeypatch
     (tmp_path / "bad.txt").write_text("no placeholder\n")
     bad = CliRunner().invoke(app, [*args, str(tmp_path / "bad.txt")])
     assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "{}" in bad.output
+    assert CliRunner().invoke(app, [*args, "cifar100"]).exit_code == 0  # a named set
+    assert seen["template_set"] == "cifar100" and seen["templates"] == ()
+    unknown = CliRunner().invoke(app, [*args, "cifar1000"])
+    assert unknown.exit_code == 1 and unknown.output.count("\n") == 1
+    assert "cifar100" in unknown.output
+
+
+def test_template_sets_are_clip_s_per_dataset_prompts():
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    from vitbench.evals import template_set, template_sets
+    from vitbench.evals.tasks import get_task
+
+    # ImageNet's set is the 80 OpenAI prompts open_clip ships, written out independently
+    assert template_set("imagenet1k") == tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
+    cifar = template_set("cifar10")
+    assert len(cifar) == 18 and "a blurry photo of a {}." in cifar
+    assert all("{}" in t and "{c}" not in t for ts in template_sets().values() for t in ts)
+    for task, expected in (("imagenet_zeroshot", "imagenet1k"), ("cifar10_zeroshot", "cifar10"),
+                           ("cifar100_zeroshot", "cifar100")):
+        assert get_task(task).settings.template_set == expected
+    with pytest.raises(VitbenchError, match="unknown template set 'cifar1000'"):
+        template_set("cifar1000")
 
 
 def test_a_clip_run_directory_is_a_dual_encoder_for_zero_shot(tmp_path):

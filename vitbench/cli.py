@@ -66,10 +66,17 @@ def list_cmd(
 
 @app.command("tasks")
 @_handled
-def tasks_cmd(fmt: str = typer.Option("table", "--format", help="table | csv | md.")):
+def tasks_cmd(fmt: str = typer.Option("table", "--format", help="table | csv | md."),
+              templates: bool = typer.Option(False, "--templates",
+                                             help="List the zero-shot template sets instead.")):
     """List the evaluation tasks."""
     from vitbench.evals.tasks import list_tasks
+    from vitbench.evals.templates import template_sets
 
+    if templates:
+        typer.echo(_table([{"set": name, "templates": len(ts), "first": ts[0]}
+                           for name, ts in template_sets().items()], fmt))
+        return
     records = [{"name": t.name, "dataset": t.dataset, "protocol": t.protocol,
                 "splits": f"{t.train_split}->{t.eval_split}", "metric": t.main_metric,
                 "resolution": t.resolution or "native",
@@ -114,8 +121,9 @@ def eval_cmd(
     layers: str | None = typer.Option(None, help="Probe these blocks, e.g. -4,-3,-2,-1."),
     pooling: str | None = typer.Option(None, help="cls | mean | cls+mean (with --layers; "
                                                   "default cls)."),
-    templates: str | None = typer.Option(None, help="Zero-shot prompts: a text file, one "
-                                                    "template with {} per line."),
+    templates: str | None = typer.Option(None, help="Zero-shot prompts: a text file (one "
+                                         "template with {} per line) or a named set, e.g. "
+                                         "cifar10 (`vitbench tasks --templates`)."),
     out: str | None = typer.Option(None, help="Results CSV to append to."),
     fmt: str = typer.Option("table", "--format", help="table | csv | md."),
     all_metrics: bool = typer.Option(False, help="Print every metric, not each task's main one."),
@@ -150,8 +158,15 @@ def eval_cmd(
 
 
 def _templates(path: str | None) -> dict:
+    from vitbench.evals.templates import template_sets
+
     if path is None:
         return {}
+    if not Path(path).exists():
+        if path in template_sets():
+            return {"template_set": path, "templates": ()}  # the set replaces built-in prompts
+        raise VitbenchError(f"--templates {path}: no such file, nor a template set (named "
+                            f"sets: {', '.join(template_sets())})")
     try:
         lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
     except OSError as exc:

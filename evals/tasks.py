@@ -6,6 +6,7 @@ Settings live in the spec so results are reproducible; overrides are applied wit
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import time
@@ -28,7 +29,7 @@ from vitbench.evals.protocols import (
     topk_hits,
     zero_shot_scores,
 )
-from vitbench.evals.protocols.mllm import MllmScores, MllmSettings, mllm_evaluate
+from vitbench.evals.protocols.mllm import MllmScores, MllmSettings, TunedTokens, mllm_evaluate
 from vitbench.evals.templates import DEFAULT_TEMPLATE_SET, dataset_template_set, template_set
 from vitbench.features import ExtractOptions, extract_features
 from vitbench.results import ResultRow, settings_json
@@ -86,6 +87,9 @@ class MllmTaskSettings(MllmSettings):
 
     blind_control: bool = True  # also train and score with the visual tokens zeroed
     bootstrap: int = 1000
+    # tune a copy of the encoder with the pipeline in stage 2 (GVT's "joint" rows): tokens are
+    # then computed from pixels at every step instead of read from the feature cache
+    joint_tuning: bool = False
 
 
 Settings = (KnnSettings | LinearSettings | ZeroShotSettings | RetrievalSettings
@@ -274,8 +278,10 @@ def _mllm(settings: MllmTaskSettings, inputs: TaskInputs) -> ProtocolResult:
     """Frozen patch tokens -> projector -> causal LM (evals/protocols/mllm.py); the blind
     control trains and answers the same questions with every visual token zeroed, showing
     what the language model gets from the question priors alone."""
-    train_x, train_q = _visual_questions(inputs, "train")
-    eval_x, eval_q = _visual_questions(inputs, "eval")
+    # joint tuning changes the weights: a copy, so the suite's other tasks see the original
+    tuned = copy.deepcopy(inputs.encoder) if settings.joint_tuning else None
+    train_x, train_q = _visual_questions(inputs, "train", tuned)
+    eval_x, eval_q = _visual_questions(inputs, "eval", tuned)
     device = inputs.encoder.device
     scores = mllm_evaluate(train_x, train_q, eval_x, eval_q, settings, device)
     metrics = _mllm_metrics("", scores, settings.bootstrap)
@@ -294,14 +300,25 @@ def _blind(settings, train_q, eval_q, n_train: int, n_eval: int, device: str) ->
                          np.zeros((n_eval, 1, 1), np.float32), list(eval_q), settings, device)
 
 
-def _visual_questions(inputs: TaskInputs, split: str) -> tuple[np.ndarray, list]:
+def _visual_questions(inputs: TaskInputs, split: str, tuned: Encoder | None = None
+                      ) -> tuple[np.ndarray | TunedTokens, list]:
     """Patch tokens of a split and its questions, re-pointed at the token rows (images that
-    could not be decoded are skipped with their questions)."""
+    could not be decoded are skipped with their questions). With a `tuned` encoder the
+    tokens are computed by it from the same images, on demand."""
     tokens, index = inputs.features(split, "tokens")
+    dataset = inputs.dataset(split)
     row_of = {int(image): row for row, image in enumerate(index)}
     questions = [dataclasses.replace(q, image=row_of[q.image])
-                 for q in _questions(inputs.dataset(split)) if q.image in row_of]
-    return tokens, questions
+                 for q in _questions(dataset) if q.image in row_of]
+    if tuned is None:
+        return tokens, questions
+
+    def pixels(rows: list[int]):
+        import torch
+
+        return torch.stack([tuned.transform(dataset.image(int(index[r]))) for r in rows])
+
+    return TunedTokens(tuned, pixels, len(index)), questions
 
 
 def _questions(dataset) -> list:

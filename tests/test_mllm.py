@@ -293,6 +293,34 @@ def test_learns_far_above_the_blind_control():
     assert real.oc_mae < blind.oc_mae / 2
 
 
+# ---- joint tuning -------------------------------------------------------------------------
+
+def test_joint_tuning_trains_the_encoder_in_stage_2_only():
+    import vitbench
+    from vitbench.evals.protocols.mllm import TunedTokens
+
+    encoder = vitbench.load("vit_pico", pretrained=False, resolution=16)
+    pixels = torch.randn(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    tokens = TunedTokens(encoder, lambda rows: pixels[rows], 12)
+    # before tuning, the computed tokens are the encoder's own
+    torch.testing.assert_close(tokens[[3, 5]], encoder.encode_image(pixels[[3, 5]]).tokens)
+    assert tokens.shape == (12, *encoder.encode_image(pixels[:1]).tokens.shape[1:])
+    questions = _synthetic(12, 0)[1]
+
+    def weights():
+        return [p.detach().clone() for p in tokens.parameters()]
+
+    def train(**settings):
+        start = weights()
+        train_mllm(tokens, questions, MllmSettings(batch_size=8, **settings))
+        assert not tokens.tuning  # back to frozen, decoding runs without gradients
+        return all(torch.equal(a, b) for a, b in zip(start, weights(), strict=True))
+
+    assert train(stage1_steps=2, stage2_steps=0)  # stage 1 aligns the projector only
+    assert train(stage1_steps=0, stage2_steps=2, encoder_lr_scale=0.0)
+    assert not train(stage1_steps=0, stage2_steps=2)
+
+
 # ---- a pretrained language model ----------------------------------------------------------
 
 def test_pretrained_lm_by_path_stays_frozen_while_the_projector_trains(tmp_path):

@@ -47,6 +47,25 @@ def test_shapes_mllm_rows_are_the_protocol_on_the_encoders_tokens(small_shapes):
     assert oc.low <= oc.value <= oc.high
 
 
+def test_joint_tuning_tunes_a_copy_and_is_recorded(small_shapes):
+    import torch
+
+    encoder = vitbench.load("vit_pico", pretrained=False, resolution=32)
+    before = [p.detach().clone() for m in encoder.modules() for p in m.parameters()]
+    overrides = {**TINY, "blind_control": False}
+    frozen = run_task(get_task("shapes_mllm"), encoder, options=OPTIONS, overrides=overrides)
+    tuned = run_task(get_task("shapes_mllm"), encoder, options=OPTIONS,
+                     overrides={**overrides, "joint_tuning": True})
+    after = [p for m in encoder.modules() for p in m.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert '"joint_tuning": true' in tuned[0].settings
+    assert '"joint_tuning": false' in frozen[0].settings
+    assert {r.metric for r in tuned} == {r.metric for r in frozen}
+    with pytest.raises(VitbenchError, match="joint_tuning"):  # not a kNN setting
+        run_task(get_task("shapes_knn"), encoder, options=OPTIONS,
+                 overrides={"joint_tuning": True})
+
+
 def _vqa_files(root, images):
     (root / "val2014").mkdir()
     questions, annotations = [], []
@@ -103,3 +122,19 @@ def test_vqav2_mllm_task_runs_on_the_official_layout(tmp_path):
     rows = run_task(get_task("vqav2_mllm"), encoder, data_dir=tmp_path, options=OPTIONS,
                     overrides={**TINY, "blind_control": False, "stage1_steps": 0})
     assert {r.metric for r in rows} == {"vqa_acc"} and rows[0].n_eval == 4
+
+
+def test_cli_joint_tuning_flag_reaches_the_settings(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import vitbench.runner as runner
+    from vitbench.cli import app
+
+    seen = {}
+    monkeypatch.setattr(runner, "run_eval", lambda plan, on_rows: seen.update(plan.overrides)
+                        or [])
+    args = ["eval", "--model", "vit_pico", "--task", "shapes_mllm", "--out",
+            str(tmp_path / "r.csv")]
+    assert CliRunner().invoke(app, args).exit_code == 0 and "joint_tuning" not in seen
+    assert CliRunner().invoke(app, [*args, "--joint-tuning"]).exit_code == 0
+    assert seen["joint_tuning"] is True

@@ -124,6 +124,8 @@ def eval_cmd(
     templates: str | None = typer.Option(None, help="Zero-shot prompts: a text file (one "
                                          "template with {} per line) or a named set, e.g. "
                                          "cifar10 (`vitbench tasks --templates`)."),
+    joint_tuning: bool = typer.Option(False, help="*_mllm tasks: tune (a copy of) the encoder "
+                                                  "with the projector and LM in stage 2."),
     out: str | None = typer.Option(None, help="Results CSV to append to."),
     fmt: str = typer.Option("table", "--format", help="table | csv | md."),
     all_metrics: bool = typer.Option(False, help="Print every metric, not each task's main one."),
@@ -146,7 +148,8 @@ def eval_cmd(
                     skip_text_tasks=default_tasks,
                     resolution=resolution, device=device, dtype=dtype, out=out,
                     overrides={**dict(_setting(s) for s in set_), **_feature(layers, pooling),
-                               **_templates(templates)},
+                               **_templates(templates),
+                               **({"joint_tuning": True} if joint_tuning else {})},
                     options=ExtractOptions(batch_size=batch_size, num_workers=workers,
                                            skip_bad_images=skip_bad_images, cache_dir=cache_dir,
                                            use_cache=not no_cache, progress=sys.stderr.isatty()))

@@ -38,7 +38,7 @@ import re
 import string
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,8 @@ class MllmSettings:
         lr: AdamW peak learning rate of each stage (linear warmup, cosine decay).
         seed: initialisation and batch order.
         max_new_tokens: decoding stops after this many tokens without an eos.
+        encoder_lr_scale: with `TunedTokens` (joint tuning), the encoder trains in stage 2
+            at lr x this (the LLaVA / GVT practice of a smaller rate for the pretrained tower).
     """
 
     projector: str = "mlp"
@@ -93,6 +95,7 @@ class MllmSettings:
     lr: float = 2e-3
     seed: int = 0
     max_new_tokens: int = 24
+    encoder_lr_scale: float = 0.1
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy fields make generated == ambiguous
@@ -136,6 +139,48 @@ class MllmPipeline:
     max_positions: int | None  # the LM's position limit, None when it has none
     token_shape: tuple[int, int]  # (T, D) of the tokens it was trained on
     prefix_length: int  # visual positions the LM sees per image
+
+
+class TunedTokens:
+    """Patch tokens computed on demand by an encoder that trains with the pipeline: the
+    jointly tuned rows of GVT's table. Stands wherever token arrays go (rows are images);
+    stage 1 keeps the encoder frozen (the projector aligns first), stage 2 tunes it.
+
+    Args:
+        encoder: a vitbench Encoder, tuned in place: pass a copy to keep the original.
+        images: image rows -> their preprocessed pixels, (B, 3, H, W).
+        n_images: rows there are.
+    """
+
+    def __init__(self, encoder: Any, images: Callable[[list[int]], torch.Tensor],
+                 n_images: int):
+        self.encoder, self.images, self.n_images = encoder, images, n_images
+        self.tuning = False  # True in stage 2: tokens then carry gradients to the encoder
+        with torch.no_grad():
+            self.shape = (n_images, *self[[0]].shape[1:])
+
+    def __len__(self) -> int:
+        return self.n_images
+
+    def __getitem__(self, rows: slice | Sequence[int]) -> torch.Tensor:
+        rows = list(range(self.n_images)[rows]) if isinstance(rows, slice) else list(rows)
+        pixels = self.images([int(r) for r in rows]).to(self.encoder.device)
+        with self.encoder._autocast(), torch.set_grad_enabled(
+                self.tuning and torch.is_grad_enabled()):
+            tokens = self.encoder._forward(pixels).tokens
+        if tokens is None:
+            raise VitbenchError(f"{self.encoder.spec.name} gives no patch tokens to tune on")
+        return tokens.float()
+
+    def to(self, device: torch.device) -> TunedTokens:
+        self.encoder.to(device, self.encoder.dtype)
+        return self
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for module in self.encoder.modules() for p in module.parameters()]
+
+
+Visual = torch.Tensor | TunedTokens  # (n_images, T, D) tokens, stored or computed
 
 
 @dataclass(frozen=True)
@@ -212,8 +257,14 @@ def train_mllm(train_tokens: Any, train_questions: Sequence[Question],
     x = x.to(device)
     rng = np.random.default_rng(settings.seed)
     stage1 = [q for q in encoded if q.kind == "caption"]
-    for questions, steps in ((stage1, settings.stage1_steps), (encoded, settings.stage2_steps)):
-        _train_stage(pipeline, x, questions, steps, settings, rng)
+    _train_stage(pipeline, x, stage1, settings.stage1_steps, settings, rng)
+    if isinstance(x, TunedTokens):
+        x.tuning = True
+    try:
+        _train_stage(pipeline, x, encoded, settings.stage2_steps, settings, rng)
+    finally:
+        if isinstance(x, TunedTokens):
+            x.tuning = False
     return pipeline
 
 
@@ -332,8 +383,10 @@ def _mean(values: np.ndarray) -> float:
 
 # --- inputs ----------------------------------------------------------------------------------
 
-def _tokens(x: Any, name: str) -> torch.Tensor:
-    """Float32 (N, T, D) tokens on the CPU."""
+def _tokens(x: Any, name: str) -> Visual:
+    """Float32 (N, T, D) tokens on the CPU (or the encoder that computes them)."""
+    if isinstance(x, TunedTokens):
+        return x
     if hasattr(x, "detach"):
         x = x.detach().float().cpu().numpy()
     x = np.asarray(x, dtype=np.float32)
@@ -355,7 +408,7 @@ def _check_settings(settings: MllmSettings) -> None:
         raise VitbenchError(f"lr must be > 0 and max_new_tokens >= 1, got {settings}")
 
 
-def _check_same_encoder(shape: tuple[int, int], x: torch.Tensor, name: str) -> None:
+def _check_same_encoder(shape: tuple[int, int], x: Visual, name: str) -> None:
     if tuple(x.shape[1:]) != tuple(shape):
         raise VitbenchError(f"{name} are (n, {x.shape[1]}, {x.shape[2]}) but training used "
                             f"(n, {shape[0]}, {shape[1]}): tokens must come from one encoder "
@@ -393,14 +446,13 @@ def _check_positions(pipeline: MllmPipeline, encoded: list[_Encoded], max_new_to
 
 # --- building --------------------------------------------------------------------------------
 
-def _build(x: torch.Tensor, questions: Sequence[Question], settings: MllmSettings,
+def _build(x: Visual, questions: Sequence[Question], settings: MllmSettings,
            device: torch.device) -> tuple[MllmPipeline, list[_Encoded]]:
     """The untrained pipeline, and the questions encoded with its tokenizer."""
     # Encoders differ in token scale by orders of magnitude (raw pixels vs normalised ViT
     # outputs): standardising per dimension with training statistics makes one learning rate
     # fit all. Constant dimensions are only centred, so all-zero (blind) tokens stay zero.
-    flat = x.reshape(-1, x.shape[2])
-    mean, std = flat.mean(0), flat.std(0)
+    mean, std = _token_stats(x)
     std = torch.where(std > 1e-6, std, torch.ones_like(std))
     prefix = PERCEIVER_LATENTS if settings.projector == "perceiver" else x.shape[1]
     if settings.language_model == "tiny":
@@ -420,6 +472,20 @@ def _build(x: torch.Tensor, questions: Sequence[Question], settings: MllmSetting
         mean=mean.to(device), std=std.to(device), frozen_lm=frozen, max_positions=limit,
         token_shape=(x.shape[1], x.shape[2]), prefix_length=prefix)
     return pipeline, encoded
+
+
+def _token_stats(x: Visual) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std over every token of every image."""
+    if isinstance(x, torch.Tensor):
+        flat = x.reshape(-1, x.shape[2])
+        return flat.mean(0), flat.std(0)
+    with torch.no_grad():  # a tuned encoder's tokens, as they are before tuning
+        sums = [(t.sum((0, 1)), (t ** 2).sum((0, 1)), t.shape[0] * t.shape[1])
+                for t in (x[i:i + _EVAL_IMAGES].double() for i in range(0, len(x), _EVAL_IMAGES))]
+    total, squares, n = (sum(part) for part in zip(*sums, strict=True))
+    mean = total / n
+    std = ((squares - n * mean ** 2) / max(n - 1, 1)).clamp_min(0).sqrt()
+    return mean.float().cpu(), std.float().cpu()
 
 
 def word_tokenizer(questions: Sequence[Question]) -> Any:
@@ -533,7 +599,7 @@ def _pad(rows: list[tuple[int, ...]], value: int) -> torch.Tensor:
 
 # --- training --------------------------------------------------------------------------------
 
-def _train_stage(pipeline: MllmPipeline, x: torch.Tensor, encoded: list[_Encoded], steps: int,
+def _train_stage(pipeline: MllmPipeline, x: Visual, encoded: list[_Encoded], steps: int,
                  settings: MllmSettings, rng: np.random.Generator) -> None:
     if steps <= 0 or not encoded:
         return
@@ -546,8 +612,12 @@ def _train_stage(pipeline: MllmPipeline, x: torch.Tensor, encoded: list[_Encoded
     images = np.array(sorted(by_image))
     n_sequences = sum(map(len, by_image.values()))
     per_step = max(1, round(settings.batch_size * len(images) / n_sequences))
-    params = [p for p in _modules(pipeline).parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    groups = [{"params": [p for p in _modules(pipeline).parameters() if p.requires_grad],
+               "lr": settings.lr}]
+    if isinstance(x, TunedTokens) and x.tuning:
+        groups.append({"params": [p.requires_grad_() for p in x.parameters()],
+                       "lr": settings.lr * settings.encoder_lr_scale})
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, steps))
     _modules(pipeline).train()
     if pipeline.frozen_lm:
@@ -582,11 +652,11 @@ def _batches(images: np.ndarray, size: int, steps: int, rng: np.random.Generator
         at += size
 
 
-def _loss(pipeline: MllmPipeline, x: torch.Tensor, sequences: list[_Sequence]) -> torch.Tensor:
+def _loss(pipeline: MllmPipeline, x: Visual, sequences: list[_Sequence]) -> torch.Tensor:
     """Mean cross-entropy over the answer tokens (and eos) of the sequences."""
     # Captions are two to three times longer than one-word answers: padded together, half
     # the text positions would be padding, which costs more than a second visual prefix.
-    total, count = torch.zeros((), device=x.device), 0
+    total, count = torch.zeros((), device=pipeline.mean.device), 0
     for captions in (True, False):
         bucket = [seq for seq in sequences if (seq.question.kind == "caption") == captions]
         if bucket:
@@ -595,7 +665,7 @@ def _loss(pipeline: MllmPipeline, x: torch.Tensor, sequences: list[_Sequence]) -
     return total / count
 
 
-def _answer_nll(pipeline: MllmPipeline, x: torch.Tensor, sequences: list[_Sequence]
+def _answer_nll(pipeline: MllmPipeline, x: Visual, sequences: list[_Sequence]
                 ) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy of the answer tokens of the sequences, and their number."""
     images = sorted({seq.question.image for seq in sequences})
@@ -605,8 +675,8 @@ def _answer_nll(pipeline: MllmPipeline, x: torch.Tensor, sequences: list[_Sequen
     for i, seq in enumerate(sequences):
         start, stop = len(seq.question.prompt), len(seq.ids)
         labels[i, start:stop] = ids[i, start:stop]
-    device = x.device
-    cache = _visual_prefix(pipeline, x[images])
+    device = pipeline.mean.device
+    cache = _visual_prefix(pipeline, x[images].to(device))
     cache.batch_select_indices(torch.tensor([row[seq.question.image] for seq in sequences],
                                             device=device))
     # Right padding needs no attention mask: causal attention never lets a real token see

@@ -11,6 +11,7 @@ cell, with the delta, the provenance of the measurement, or the command that wou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandas as pd
 
 from vitbench.errors import UnknownNameError, VitbenchError
 
-PUBLISHED = Path(__file__).resolve().parent.parent / "leaderboards" / "published"
+PUBLISHED = Path(str(resources.files("vitbench.published")))  # leaderboards/published/
 EXTRA_COLUMNS = ("vitbench_model", "source")  # not in the slides
 
 

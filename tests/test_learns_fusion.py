@@ -6,7 +6,11 @@ step about 3x cheaper than 32 px) and lr 2e-3. At 32 px and lr 1e-3, ALBEF reach
 0.49-0.50 in 110-150 steps, BLIP 0.448, BEiT-3 0.446, VLMo 0.382 (random weights 0.439).
 Measured at 16 px, 200 steps, batch 128 (random vit_pico kNN 0.389; one thread, a second job
 on the other core): ALBEF 0.874 / zero-shot 0.804 (300 steps, 214 s), BLIP 0.782 / 0.652
-(159 s). VLMo did not learn in that recipe (0.424 / 0.107, 180 s)."""
+(159 s). VLMo learns in its image-text stage (0.739 / 0.604, 241 s) but not with the
+stagewise schedule squeezed into the same 200 steps (10% image-only MIM, 10% text-only MLM
+with frozen attention, then image-text: 0.424 / 0.107, 180 s); the paper runs the stages as
+separate pretrainings, so the test runs the image-text stage. BEiT-3 (masked data modelling
+only, no contrastive loss) reached 0.480 / 0.130 (171 s): not asserted."""
 
 import pytest
 import torch
@@ -197,8 +201,9 @@ def test_capfilt_pairs_follow_the_filter():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["albef", "blip"])
-def test_fusion_learns(tmp_path, name):
-    result = check_learns(tmp_path, name, **LEARNS)
+@pytest.mark.parametrize("name, overrides", [
+    ("albef", {}), ("blip", {}), ("vlmo", {"image_stage": 0.0, "text_stage": 0.0})])
+def test_fusion_learns(tmp_path, name, overrides):
+    result = check_learns(tmp_path, name, **LEARNS, overrides=overrides)
     assert result.knn_trained > result.knn_random + 0.2
     assert result.zero_shot > 3 * result.chance

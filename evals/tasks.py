@@ -312,13 +312,12 @@ def _visual_questions(inputs: TaskInputs, split: str, tuned: Encoder | None = No
                  for q in _questions(dataset) if q.image in row_of]
     if tuned is None:
         return tokens, questions
+    import torch
 
-    def pixels(rows: list[int]):
-        import torch
-
+    def pixels(rows: list[int]) -> torch.Tensor:
         return torch.stack([tuned.transform(dataset.image(int(index[r]))) for r in rows])
 
-    return TunedTokens(tuned, pixels, len(index)), questions
+    return TunedTokens(tuned, pixels, torch.from_numpy(tokens)), questions
 
 
 def _questions(dataset) -> list:

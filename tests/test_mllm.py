@@ -301,7 +301,7 @@ def test_joint_tuning_trains_the_encoder_in_stage_2_only():
 
     encoder = vitbench.load("vit_pico", pretrained=False, resolution=16)
     pixels = torch.randn(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    tokens = TunedTokens(encoder, lambda rows: pixels[rows], 12)
+    tokens = TunedTokens(encoder, lambda rows: pixels[rows], encoder.encode_image(pixels).tokens)
     # before tuning, the computed tokens are the encoder's own
     torch.testing.assert_close(tokens[[3, 5]], encoder.encode_image(pixels[[3, 5]]).tokens)
     assert tokens.shape == (12, *encoder.encode_image(pixels[:1]).tokens.shape[1:])

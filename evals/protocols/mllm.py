@@ -149,15 +149,15 @@ class TunedTokens:
     Args:
         encoder: a vitbench Encoder, tuned in place: pass a copy to keep the original.
         images: image rows -> their preprocessed pixels, (B, 3, H, W).
-        n_images: rows there are.
+        frozen: (n_images, T, D) the encoder's tokens before tuning (the feature cache's):
+            they give the shape and the standardisation statistics without a second pass.
     """
 
     def __init__(self, encoder: Any, images: Callable[[list[int]], torch.Tensor],
-                 n_images: int):
-        self.encoder, self.images, self.n_images = encoder, images, n_images
+                 frozen: torch.Tensor):
+        self.encoder, self.images, self.frozen = encoder, images, frozen
+        self.shape, self.n_images = tuple(frozen.shape), len(frozen)
         self.tuning = False  # True in stage 2: tokens then carry gradients to the encoder
-        with torch.no_grad():
-            self.shape = (n_images, *self[[0]].shape[1:])
 
     def __len__(self) -> int:
         return self.n_images
@@ -386,6 +386,7 @@ def _mean(values: np.ndarray) -> float:
 def _tokens(x: Any, name: str) -> Visual:
     """Float32 (N, T, D) tokens on the CPU (or the encoder that computes them)."""
     if isinstance(x, TunedTokens):
+        _tokens(x.frozen, name)  # the same checks on what it starts from
         return x
     if hasattr(x, "detach"):
         x = x.detach().float().cpu().numpy()
@@ -475,17 +476,11 @@ def _build(x: Visual, questions: Sequence[Question], settings: MllmSettings,
 
 
 def _token_stats(x: Visual) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and std over every token of every image."""
-    if isinstance(x, torch.Tensor):
-        flat = x.reshape(-1, x.shape[2])
-        return flat.mean(0), flat.std(0)
-    with torch.no_grad():  # a tuned encoder's tokens, as they are before tuning
-        sums = [(t.sum((0, 1)), (t ** 2).sum((0, 1)), t.shape[0] * t.shape[1])
-                for t in (x[i:i + _EVAL_IMAGES].double() for i in range(0, len(x), _EVAL_IMAGES))]
-    total, squares, n = (sum(part) for part in zip(*sums, strict=True))
-    mean = total / n
-    std = ((squares - n * mean ** 2) / max(n - 1, 1)).clamp_min(0).sqrt()
-    return mean.float().cpu(), std.float().cpu()
+    """Per-dimension mean and std over every token of every image (a tuned encoder's as
+    they were before tuning)."""
+    x = x.frozen if isinstance(x, TunedTokens) else x
+    flat = x.reshape(-1, x.shape[2])
+    return flat.mean(0), flat.std(0)
 
 
 def word_tokenizer(questions: Sequence[Question]) -> Any:

@@ -9,7 +9,16 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ["VITBENCH_CACHE"] = tempfile.mkdtemp(prefix="vitbench-test-cache-")
+# One cache per test run: xdist workers (`-n 2`, the slow suite) share it, so the session
+# recipes (pico_clip_run) train once, under ensure_run's file lock, not once per worker.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _RUN:
+    os.environ["VITBENCH_CACHE"] = os.path.join(tempfile.gettempdir(), f"vitbench-test-cache-{_RUN}")
+    os.makedirs(os.environ["VITBENCH_CACHE"], exist_ok=True)
+    # one thread per worker: two workers on two cores instead of four threads fighting
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+else:
+    os.environ["VITBENCH_CACHE"] = tempfile.mkdtemp(prefix="vitbench-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # recipes (pico_clip_run) train once, under ensure_run's file lock, not once per worker.
 _RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
 if _RUN:
-    os.environ["VITBENCH_CACHE"] = os.path.join(tempfile.gettempdir(), f"vitbench-test-cache-{_RUN}")
-    os.makedirs(os.environ["VITBENCH_CACHE"], exist_ok=True)
+    _CACHE = os.path.join(tempfile.gettempdir(), f"vitbench-test-cache-{_RUN}")
+    os.makedirs(_CACHE, exist_ok=True)
+    os.environ["VITBENCH_CACHE"] = _CACHE
     # one thread per worker: two workers on two cores instead of four threads fighting
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 else:

@@ -20,16 +20,17 @@ are computed once per image and shared by all of that image's questions (the KV 
 indexed per question) in training as in decoding; the output head is applied only where a
 loss or a next token is needed (a pretrained vocabulary over every position costs GBs).
 
-Budget: the default steps fit about half a minute of one CPU core for 2,000 training images
-of 64 tokens. In that budget the tiny LM learns captions and the colour / background
-questions, but not what a shape *is*: on shapes at 64 px (random vit_pico, 2x2-merged
-tokens) "What shape is the large object?" stays at chance (20%) with the mixed question set,
-reaches 35-37% when each step takes 64 images with one sequence each instead of a few images
-with all of theirs, and 67% when that question is the only one trained (800 steps); a
-same-size transformer trained on the same tokens for that label alone reaches 92%. OC and MCI
-about the small objects need that recognition first, so with the tiny LM they stay at the
-blind prior: they measure the language model's budget, not the encoder. Use a pretrained LM,
-or many more steps, when they matter.
+Budget: the default steps fit about half a minute of one CPU core for 2,000 training images.
+In that budget the tiny LM learns captions and the colour / background questions, but not
+what a shape *is*. Measured outside the pipeline's defaults (shapes at 64 px, random
+vit_pico's 256 tokens merged 2x2 into 64, 200 + 600-1,500 steps): "What shape is the large
+object?" stays at chance (20%) with the mixed question set, reaches 35-37% when each step
+takes 64 images with one sequence each instead of a few images with all of theirs, and 67%
+when it is the only question trained (800 steps); a same-size transformer trained on the
+same tokens for that label alone reaches 92%. OC and MCI about the small objects need that
+recognition first, so with the tiny LM they stay at the blind prior: they measure the
+language model's budget, not the encoder. Use a pretrained LM, or many more steps, when they
+matter.
 """
 
 from __future__ import annotations

@@ -29,6 +29,15 @@ def warmup_cosine(step: int, total: int, base: float, warmup: int = 0,
     return cosine(step - warmup, total - warmup, base, final)
 
 
+def staged_warmup_cosine(step: int, starts: tuple[int, ...], total: int, base: float,
+                         warmup: int = 0, final: float = 0.0) -> float:
+    """`warmup_cosine` restarted at each of `starts` (the first is 0): one schedule per stage,
+    as when the stages are separate pretraining runs (VLMo's image, text, image-text)."""
+    begin = max(s for s in starts if s <= step)
+    end = min((s for s in starts if s > step), default=total)
+    return warmup_cosine(step - begin, end - begin, base, warmup, final)
+
+
 def weight_decay(step: int, total: int, start: float, end: float | None = None) -> float:
     """Weight decay: constant, or a cosine from `start` to `end` (DINO: 0.04 -> 0.4)."""
     return start if end is None else cosine(step, total, start, end)

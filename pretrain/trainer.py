@@ -101,9 +101,11 @@ def train(config: TrainConfig) -> Path:
     warmup = (config.warmup_steps if config.warmup_steps is not None
               else round(params.warmup_fraction * config.steps))
 
+    starts = objective.stage_starts(config.steps)
+
     def rate(s: int, scale: float = 1.0) -> float:
-        return scale * schedules.warmup_cosine(s, config.steps, 1.0, warmup,
-                                               params.min_lr / params.lr)
+        return scale * schedules.staged_warmup_cosine(s, starts, config.steps, 1.0, warmup,
+                                                      params.min_lr / params.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, [lambda s, k=g["lr_scale"]: rate(s, k) for g in groups])
     out = Path(config.out)

@@ -18,11 +18,18 @@ import torch.nn.functional as F
 from learns_harness import check_learns
 
 import vitbench
-from vitbench.data.embedded import digit_captions
+from vitbench.data import get_dataset
+from vitbench.data.embedded import DIGIT_WORDS, digit_captions
 from vitbench.pretrain.objectives import get_objective
 from vitbench.pretrain.objectives._fusion_parts import END, PAD, itm_pairs, mask_text
-from vitbench.pretrain.objectives.blip import capfilt, caption_vocabulary, generate, retrain
-from vitbench.pretrain.trainer import TrainConfig, train
+from vitbench.pretrain.objectives.blip import (
+    capfilt,
+    caption_vocabulary,
+    generate,
+    itm_scores,
+    retrain,
+)
+from vitbench.pretrain.trainer import TrainConfig, load_objective, train
 
 # the recipe of the learns tests (see the module docstring)
 LEARNS = dict(image_text=True, steps=200, batch_size=128, lr=2e-3, warmup_steps=20,
@@ -202,8 +209,51 @@ def test_capfilt_pairs_follow_the_filter():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, overrides", [
-    ("albef", {}), ("blip", {}), ("vlmo", {"image_stage": 0.0, "text_stage": 0.0})])
+    ("albef", {}), ("vlmo", {"image_stage": 0.0, "text_stage": 0.0})])
 def test_fusion_learns(tmp_path, name, overrides):
     result = check_learns(tmp_path, name, **LEARNS, overrides=overrides)
     assert result.knn_trained > result.knn_random + 0.2
     assert result.zero_shot > 3 * result.chance
+
+
+def names_digit(caption: str, digit: int) -> bool:
+    return {DIGIT_WORDS[digit], str(digit)} & set(caption.split()) != set()
+
+
+@pytest.mark.slow
+def test_blip_learns_and_capfilt_cleans_a_noisy_pair_set(tmp_path):
+    """BLIP learns; then its CapFilt, on held-out digits whose captions are half wrong (another
+    digit's caption), ranks true pairs above wrong ones by ITM, writes captions naming the right
+    digit, and keeps a set cleaner than the web set. Measured (200 steps): ITM AUC 0.77,
+    synthetic captions right 51% (chance 10%), kept pairs right 71% vs 50% at threshold 0.4.
+    The threshold is not BLIP's 0.5: ITM trains on one positive per two hard negatives, so the
+    tiny run's match probabilities sit near that 1/3 prior (at 0.5 it kept 1% of true pairs)."""
+    from sklearn.metrics import roc_auc_score
+
+    result = check_learns(tmp_path, "blip", **LEARNS)
+    assert result.knn_trained > result.knn_random + 0.2
+    assert result.zero_shot > 3 * result.chance
+
+    objective = load_objective(tmp_path / "blip").eval()
+    encoder = vitbench.load(str(tmp_path / "blip"))
+    dataset = get_dataset("digits", "test")
+    pixels = torch.stack([encoder.transform(dataset.image(i)) for i in range(len(dataset))])
+    labels = torch.as_tensor(dataset.labels)
+    gen = torch.Generator().manual_seed(0)
+    wrong = torch.rand(len(labels), generator=gen) < 0.5
+    shown = torch.where(wrong, (labels + torch.randint(1, 10, labels.shape, generator=gen)) % 10,
+                        labels)
+    captions = [digit_captions(int(d))[i % 3] for i, d in enumerate(shown)]
+    words = caption_vocabulary([c for d in range(10) for c in digit_captions(d)],
+                               objective.params.vocab_size)
+
+    auc = roc_auc_score((~wrong).numpy(), itm_scores(objective, pixels, captions).numpy())
+    found = capfilt(objective, pixels, captions, words, threshold=0.4)
+    synthetic_right = sum(map(names_digit, found.synthetic, labels.tolist())) / len(labels)
+    kept_right = sum(names_digit(c, int(labels[i])) for i, c in found.pairs) / len(found.pairs)
+    web_right = float((~wrong).float().mean())
+    print(f"\ncapfilt ITM AUC {auc:.3f}, synthetic right {synthetic_right:.3f}, kept "
+          f"{len(found.pairs)} pairs right {kept_right:.3f} vs web {web_right:.3f}")
+    assert auc > 0.65
+    assert synthetic_right > 3 * result.chance
+    assert kept_right > web_right + 0.1

@@ -85,6 +85,11 @@ class Objective(nn.Module):
     def after_step(self, step: int, total: int) -> None:
         """Called after each optimiser step (EMA teachers update here)."""
 
+    def stage_starts(self, total: int) -> tuple[int, ...]:
+        """Steps where a stage that the paper trains as a separate run begins; the trainer
+        restarts the warmup and cosine there. One stage by default."""
+        return (0,)
+
     def embed_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """Image-text objectives: L2-normalised image embeddings in the joint space."""
         raise NotImplementedError(f"{self.name} has no joint image-text space")

@@ -5,7 +5,8 @@ self-attention is shared by images, texts and fused pairs, while the feed-forwar
 switches by modality (the ViT's own MLP is the vision expert; the top `vl_layers` blocks add a
 vision-language expert for fused sequences). The saved encoder is the plain ViT.
 
-Stagewise pretraining (sec. 3.3) as fractions of the run's steps:
+Stagewise pretraining (sec. 3.3) as fractions of the run's steps, each stage with its own
+learning-rate warmup and cosine (`stage_starts`), as the paper's separate runs have:
 1. image-only masked image modelling. VLMo predicts BEiT's dVAE codes; there is no tokenizer
    here, so masked patches (40%, BEiT block masking) regress their normalised pixels (MAE's
    target) through a linear head;
@@ -117,10 +118,18 @@ class Vlmo(MultiwayObjective):
     def __init__(self, encoder: Encoder, params: VlmoParams, num_classes: int = 0):
         super().__init__(encoder, params, num_classes)
         self.itm_head = nn.Linear(self.backbone.embed_dim, 2)
-        self.register_buffer("progress", torch.zeros(()))  # fraction of the run done
+        # fraction of the run done; float64 so that it equals stage_starts' s / total exactly
+        self.register_buffer("progress", torch.zeros((), dtype=torch.float64))
+
+    def stage_starts(self, total: int) -> tuple[int, ...]:
+        names = [self._stage_at(s / total) for s in range(total)]
+        return tuple(s for s in range(total) if s == 0 or names[s] != names[s - 1])
 
     def stage(self) -> str:
-        p, done = self.params, float(self.progress)
+        return self._stage_at(float(self.progress))
+
+    def _stage_at(self, done: float) -> str:
+        p = self.params
         if done < p.image_stage:
             return "image"
         return "text" if done < p.image_stage + p.text_stage else "image-text"

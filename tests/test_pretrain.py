@@ -43,6 +43,16 @@ def test_warmup_cosine_formula():
     assert schedules.warmup_cosine(total, total, base, warmup, final) == pytest.approx(final)
 
 
+def test_staged_warmup_cosine_restarts_at_each_stage():
+    starts, total = (0, 7, 12), 30
+    for step in range(total):
+        begin = 0 if step < 7 else 7 if step < 12 else 12
+        length = {0: 7, 7: 5, 12: 18}[begin]
+        expected = schedules.warmup_cosine(step - begin, length, 1.0, 3, 0.1)
+        assert schedules.staged_warmup_cosine(step, starts, total, 1.0, 3, 0.1) == expected
+    assert schedules.staged_warmup_cosine(12, starts, total, 1.0, 3) == pytest.approx(1 / 3)
+
+
 def test_weight_decay_and_ema_momentum_formulas():
     total = 10
     for step in range(total + 1):

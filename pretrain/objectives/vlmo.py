@@ -123,7 +123,7 @@ class Vlmo(MultiwayObjective):
 
     def stage_starts(self, total: int) -> tuple[int, ...]:
         names = [self._stage_at(s / total) for s in range(total)]
-        return tuple(s for s in range(total) if s == 0 or names[s] != names[s - 1])
+        return (0,) + tuple(s for s in range(1, total) if names[s] != names[s - 1])
 
     def stage(self) -> str:
         return self._stage_at(float(self.progress))

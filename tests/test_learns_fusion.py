@@ -254,7 +254,7 @@ def test_beit3_learns(tmp_path):
 
 
 def names_digit(caption: str, digit: int) -> bool:
-    return {DIGIT_WORDS[digit], str(digit)} & set(caption.split()) != set()
+    return not {DIGIT_WORDS[digit], str(digit)}.isdisjoint(caption.split())
 
 
 @pytest.mark.slow

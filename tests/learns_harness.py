@@ -10,9 +10,11 @@ is how the closing notes' learns-table is collected.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -77,3 +79,22 @@ def measure_run(out, objective: str, model: str = "vit_pico", data: str = "digit
         with open(os.environ["VITBENCH_LEARNS_LOG"], "a", encoding="utf-8") as f:
             f.write(json.dumps(asdict(result)) + "\n")
     return result
+
+
+def write_pairs_csv(directory: Path, data: str, pairs: list[tuple[int, str]],
+                    name: str) -> Path:
+    """A CSV of (image file, caption) rows for `pairs` of (index into `data`'s train split,
+    caption), the images saved once as PNGs under `directory / "images"`: a "web" pair set in
+    the format a user's own pairs come in."""
+    dataset = get_dataset(data, "train")
+    images = directory / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for index in sorted({i for i, _ in pairs}):
+        if not (images / f"{index}.png").exists():
+            dataset.image(index).save(images / f"{index}.png")
+    path = directory / f"{name}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(("image", "caption"))
+        writer.writerows((f"images/{i}.png", caption) for i, caption in pairs)
+    return path

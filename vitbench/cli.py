@@ -1,4 +1,5 @@
-"""The `vitbench` command line: list, tasks, info, eval, leaderboard, pretrain.
+"""The `vitbench` command line: list, tasks, info, eval, leaderboard, compare, pretrain,
+capfilt.
 
 User mistakes (unknown names, missing data or weights, bad images) print one line on stderr
 and exit non-zero (2 for unknown names); only bugs show a traceback.
@@ -367,6 +368,33 @@ def pretrain_cmd(
                          progress=sys.stderr.isatty(), overrides=dict(_setting(s) for s in set_))
     directory = train(config)
     typer.echo(f"wrote {directory} (vitbench.load({str(directory)!r}))")
+
+
+@app.command("capfilt")
+@_handled
+def capfilt_cmd(
+    run: str = typer.Argument(..., help="A finished blip run directory."),
+    data_dir: str = typer.Option(..., help="The web pairs: a CSV of image,caption (or any "
+                                           "captioned dataset of image files)."),
+    out: str = typer.Option(..., help="The bootstrapped pairs CSV to write."),
+    data: str = typer.Option("csv", help="Dataset kind of --data-dir."),
+    split: str = typer.Option("train"),
+    threshold: float = typer.Option(0.5, help="Keep pairs whose ITM match probability is "
+                                              "above this (BLIP: 0.5)."),
+    batch_size: int = typer.Option(256, min=1),
+    device: str = typer.Option("cpu", help="cpu | cuda[:N]."),
+):
+    """BLIP's CapFilt: caption and filter a noisy pair set with a blip run, write the kept
+    pairs as a CSV to pretrain on (`vitbench pretrain --data csv --data-dir OUT`)."""
+    from vitbench.data import get_dataset
+    from vitbench.pretrain.capfilt import capfilt_to_csv
+
+    if not 0 <= threshold < 1:
+        raise VitbenchError(f"--threshold must be in [0, 1), got {threshold}")
+    found = capfilt_to_csv(run, get_dataset(data, split, data_dir), out, threshold,
+                           batch_size, device)
+    typer.echo(f"kept {found.web_kept} of {found.web} web pairs and {found.synthetic_kept} of "
+               f"{found.synthetic} synthetic captions; wrote {found.path}")
 
 
 def _main_metrics() -> dict[str, str]:

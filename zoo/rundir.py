@@ -78,6 +78,8 @@ def load(directory: str | os.PathLike, pretrained=True, **kwargs) -> Encoder:
 def read_run(directory: Path) -> dict:
     """run.json of a run directory, checked; every problem is a one-line error."""
     file = directory / RUN_FILE
+    if not directory.is_dir():
+        raise VitbenchError(f"run directory {directory} does not exist")
     if not file.is_file():
         raise VitbenchError(f"{directory} is a directory but not a vitbench run directory: no "
                             f"{RUN_FILE} (write one with vitbench.zoo.rundir.save_run_encoder)")

@@ -7,15 +7,16 @@ next-token cross-entropy. Deviations: the decoder has its own weights (BLIP shar
 but self-attention with the encoder), no queues, no LM label smoothing.
 
 CapFilt (sec. 3.3): the trained captioner writes a synthetic caption per image and the ITM
-head filters both web and synthetic captions; the kept pairs are the new training set. The
-hashed vocabulary cannot be inverted, so decoding is greedy over a fixed word list built from
-the training captions (`caption_vocabulary`).
+head filters both web and synthetic captions; the kept pairs are the new training set
+(`vitbench.pretrain.capfilt` writes them as a CSV that the trainer reads). The hashed
+vocabulary cannot be inverted, so decoding is greedy over a fixed word list built from the
+training captions (`caption_vocabulary`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -113,49 +114,37 @@ def itm_scores(objective: Blip, pixels: Tensor, captions: list[str]) -> Tensor:
 
 @dataclass
 class CapFiltResult:
-    pairs: list[tuple[int, str]]  # (image index, caption): the bootstrapped training set
-    web_kept: Tensor  # (N,) bool: the filter kept the given caption
+    pairs: list[tuple[int, str]]  # (image row, caption): the bootstrapped training set
+    web_kept: Tensor  # (len(web),) bool: the filter kept that web pair
     synthetic: list[str]  # the captioner's caption per image
     synthetic_kept: Tensor  # (N,) bool
 
 
-def capfilt(objective: Blip, pixels: Tensor, captions: list[str], words: dict[int, str],
-            threshold: float = 0.5, batch_size: int = 256) -> CapFiltResult:
-    """Caption every image, keep web and synthetic captions whose ITM match score passes."""
+def capfilt(objective: Blip, pixels: Tensor, web: Sequence[tuple[int, str]],
+            words: dict[int, str], threshold: float = 0.5, batch_size: int = 256
+            ) -> CapFiltResult:
+    """Caption every image of `pixels`, keep the web pairs (row of `pixels`, caption) and the
+    synthetic captions whose ITM match probability is above `threshold`."""
     was_training = objective.training
     objective.eval()
-    synthetic, web_scores, syn_scores = [], [], []
-    for start in range(0, len(pixels), batch_size):
-        chunk = pixels[start:start + batch_size]
-        made = generate(objective, chunk, words)
-        synthetic += made
-        web_scores.append(itm_scores(objective, chunk, captions[start:start + batch_size]))
-        syn_scores.append(itm_scores(objective, chunk, made))
-    objective.train(was_training)
-    web_kept = torch.cat(web_scores) > threshold
-    synthetic_kept = torch.cat(syn_scores) > threshold
-    pairs = [(i, c) for i, c in enumerate(captions) if web_kept[i]]
+    try:
+        synthetic = [caption for start in range(0, len(pixels), batch_size)
+                     for caption in generate(objective, pixels[start:start + batch_size], words)]
+        web_kept = _pair_scores(objective, pixels, web, batch_size) > threshold
+        # an empty synthetic caption (the captioner ended at once) is no pair to keep
+        said = torch.tensor([bool(c) for c in synthetic], device=pixels.device)
+        synthetic_kept = said & (_pair_scores(objective, pixels, list(enumerate(synthetic)),
+                                              batch_size) > threshold)
+    finally:
+        objective.train(was_training)
+    pairs = [pair for pair, kept in zip(web, web_kept.tolist(), strict=True) if kept]
     pairs += [(i, c) for i, c in enumerate(synthetic) if synthetic_kept[i]]
     return CapFiltResult(pairs, web_kept, synthetic, synthetic_kept)
 
 
-def retrain(objective: Blip, pixels: Tensor, pairs: list[tuple[int, str]], steps: int,
-            lr: float = 1e-4, batch_size: int = 64, seed: int = 0) -> list[float]:
-    """BLIP's second round in miniature: train on the bootstrapped pairs (AdamW, constant lr;
-    real runs write the pairs to a CSV dataset and use the trainer). Returns the losses."""
-    gen = torch.Generator().manual_seed(seed)
-    params = [p for p in objective.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=objective.params.weight_decay)
-    objective.train()
-    losses = []
-    for step in range(steps):
-        pick = torch.randint(len(pairs), (batch_size,), generator=gen).tolist()
-        batch = {"image": pixels[[pairs[i][0] for i in pick]],
-                 "caption": [pairs[i][1] for i in pick]}
-        loss = objective(batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        objective.after_step(step, steps)
-        losses.append(loss.item())
-    return losses
+def _pair_scores(objective: Blip, pixels: Tensor, pairs: Sequence[tuple[int, str]],
+                 batch_size: int) -> Tensor:
+    scores = [itm_scores(objective, pixels[[row for row, _ in pairs[start:start + batch_size]]],
+                         [caption for _, caption in pairs[start:start + batch_size]])
+              for start in range(0, len(pairs), batch_size)]
+    return torch.cat(scores) if scores else torch.zeros(0)

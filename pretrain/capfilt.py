@@ -42,8 +42,8 @@ def capfilt_to_csv(run: str | os.PathLike, dataset: ImageDataset, out: str | os.
 
     Args:
         run: a finished `vitbench pretrain --objective blip` run directory.
-        dataset: image-caption pairs whose images are files (a CSV of pairs, an ImageFolder
-            with captions): the output names them by path.
+        dataset: image-caption pairs whose images are files (`CsvPairsDataset`): the output
+            names them by path.
         out: the CSV to write (columns image, caption; absolute image paths), atomically.
         threshold: keep a pair when the ITM head's match probability is above it (BLIP: 0.5,
             i.e. the filter predicts "matched").

@@ -51,13 +51,15 @@ def capfilt_to_csv(run: str | os.PathLike, dataset: ImageDataset, out: str | os.
         device: where the run's model computes.
 
     Raises:
-        VitbenchError: not a blip run, a dataset without captions or image files, or no pair
-            kept (nothing to retrain on).
+        VitbenchError: a threshold outside [0, 1), not a blip run, a dataset without
+            captions or image files, or no pair kept (nothing to retrain on).
     """
     from vitbench import load
     from vitbench.pretrain.objectives.blip import Blip, capfilt, caption_vocabulary
     from vitbench.pretrain.trainer import load_objective
 
+    if not 0 <= threshold < 1:
+        raise VitbenchError(f"threshold must be in [0, 1), got {threshold}")
     objective = load_objective(run, device)
     if not isinstance(objective, Blip):
         raise VitbenchError(f"capfilt needs a blip run; {run} was trained with "
@@ -84,12 +86,16 @@ def capfilt_to_csv(run: str | os.PathLike, dataset: ImageDataset, out: str | os.
         raise VitbenchError(f"capfilt kept no pair at threshold {threshold}; the filter's "
                             "match probabilities are below it (lower --threshold, or train "
                             "the run longer)")
-    atomic_write(Path(out), lambda tmp: _write_pairs(tmp, rows))
+    write_pairs_csv(Path(out), rows)
     return Bootstrapped(Path(out), web, web_kept, len(dataset), synthetic_kept)
 
 
-def _write_pairs(path: Path, rows: list[tuple[str, str]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(("image", "caption"))
-        writer.writerows(rows)
+def write_pairs_csv(path: Path, rows: list[tuple[str, str]]) -> None:
+    """(image path, caption) rows as the CSV `CsvPairsDataset` reads, written atomically."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(("image", "caption"))
+            writer.writerows(rows)
+
+    atomic_write(path, write)

@@ -10,7 +10,6 @@ is how the closing notes' learns-table is collected.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import torch
 import vitbench
 from vitbench.data import get_dataset
 from vitbench.data.embedded import digit_captions
+from vitbench.pretrain.capfilt import write_pairs_csv
 from vitbench.pretrain.trainer import TrainConfig, load_objective, online_knn, train
 
 
@@ -81,8 +81,8 @@ def measure_run(out, objective: str, model: str = "vit_pico", data: str = "digit
     return result
 
 
-def write_pairs_csv(directory: Path, data: str, pairs: list[tuple[int, str]],
-                    name: str) -> Path:
+def save_web_pairs(directory: Path, data: str, pairs: list[tuple[int, str]],
+                   name: str) -> Path:
     """A CSV of (image file, caption) rows for `pairs` of (index into `data`'s train split,
     caption), the images saved once as PNGs under `directory / "images"`: a "web" pair set in
     the format a user's own pairs come in."""
@@ -93,8 +93,5 @@ def write_pairs_csv(directory: Path, data: str, pairs: list[tuple[int, str]],
         if not (images / f"{index}.png").exists():
             dataset.image(index).save(images / f"{index}.png")
     path = directory / f"{name}.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(("image", "caption"))
-        writer.writerows((f"images/{i}.png", caption) for i, caption in pairs)
+    write_pairs_csv(path, [(f"images/{i}.png", caption) for i, caption in pairs])
     return path

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from learns_harness import write_pairs_csv
+from learns_harness import save_web_pairs
 from typer.testing import CliRunner
 
 import vitbench
@@ -46,7 +46,7 @@ def test_cli_capfilt_writes_pairs_the_trainer_reads(tmp_path):
     labels = get_dataset("digits", "train").labels
     pairs = [(i, digit_captions(int(labels[i]))[0]) for i in range(12)]
     pairs.append((0, "another caption of the first image"))
-    web = write_pairs_csv(tmp_path, "digits", pairs, "web")
+    web = save_web_pairs(tmp_path, "digits", pairs, "web")
     runner = CliRunner()
 
     def pretrain(objective: str, data: Path) -> Path:
@@ -76,7 +76,8 @@ def test_cli_capfilt_writes_pairs_the_trainer_reads(tmp_path):
     clip = pretrain("clip", web)
     for args, message in (([str(clip)], "needs a blip run"),
                           ([str(tmp_path / "nope")], "does not exist"),
-                          ([str(blip), "--threshold", "0.9999"], "kept no pair")):
+                          ([str(blip), "--threshold", "0.9999"], "kept no pair"),
+                          ([str(blip), "--threshold", "1.5"], "threshold must be in [0, 1)")):
         bad = runner.invoke(app, ["capfilt", *args, "--data-dir", str(web), "--out", str(out)])
         assert bad.exit_code == 1 and bad.output.count("\n") == 1 and message in bad.output
     assert out.read_text() == "kept\n"  # a failed run leaves what was there

@@ -34,7 +34,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from learns_harness import check_learns, measure_run, write_pairs_csv
+from learns_harness import check_learns, measure_run, save_web_pairs
 
 import vitbench
 from vitbench.data import get_dataset
@@ -279,7 +279,7 @@ def test_blip_capfilt_bootstraps_a_noisy_web_set(tmp_path):
            for n, (i, d) in enumerate(zip(web_part, shown.tolist(), strict=True))]
 
     def blip_on(name: str, pairs: list[tuple[int, str]]):
-        data = write_pairs_csv(tmp_path, "digits", pairs, name)
+        data = save_web_pairs(tmp_path, "digits", pairs, name)
         out = train(TrainConfig("blip", "vit_pico", data="csv", data_dir=str(data),
                                 out=str(tmp_path / name), **config))
         return out, measure_run(out, f"blip ({name})", data="digits", resolution=16,
@@ -294,7 +294,7 @@ def test_blip_capfilt_bootstraps_a_noisy_web_set(tmp_path):
     dataset = get_dataset("digits", "train")
     pixels = torch.stack([transform(dataset.image(i)) for i in web_part])
     auc = roc_auc_score((~wrong).numpy(), itm_scores(objective, pixels, [c for _, c in web]))
-    web_csv = write_pairs_csv(tmp_path, "digits", web, "web")
+    web_csv = save_web_pairs(tmp_path, "digits", web, "web")
     found = capfilt_to_csv(first, get_dataset("csv", "train", web_csv), tmp_path / "kept.csv",
                            threshold=0.4)
     kept = [(int(Path(p).stem), c) for p, c in pd.read_csv(found.path).values]

@@ -374,8 +374,7 @@ def pretrain_cmd(
 @_handled
 def capfilt_cmd(
     run: str = typer.Argument(..., help="A finished blip run directory."),
-    data_dir: str = typer.Option(..., help="The web pairs: a CSV of image,caption (or any "
-                                           "captioned dataset of image files)."),
+    data_dir: str = typer.Option(..., help="The web pairs: a CSV of image,caption rows."),
     out: str = typer.Option(..., help="The bootstrapped pairs CSV to write."),
     data: str = typer.Option("csv", help="Dataset kind of --data-dir."),
     split: str = typer.Option("train"),
@@ -389,8 +388,6 @@ def capfilt_cmd(
     from vitbench.data import get_dataset
     from vitbench.pretrain.capfilt import capfilt_to_csv
 
-    if not 0 <= threshold < 1:
-        raise VitbenchError(f"--threshold must be in [0, 1), got {threshold}")
     found = capfilt_to_csv(run, get_dataset(data, split, data_dir), out, threshold,
                            batch_size, device)
     typer.echo(f"kept {found.web_kept} of {found.web} web pairs and {found.synthetic_kept} of "

@@ -451,7 +451,8 @@ register_task(TaskSpec("coco_mllm", "coco", "train", "test", "mllm", MllmTaskSet
                        "CIDEr / BLEU-4 through the visual-tokenizer pipeline"))
 
 DEFAULT_SUITE = ("digits_knn", "digits_linear", "shapes_knn", "shapes_linear",
-                 "digits_zeroshot", "digits_retrieval", "shapes_zeroshot", "shapes_retrieval")
+                 "digits_zeroshot", "digits_retrieval", "shapes_zeroshot", "shapes_retrieval",
+                 "shapes_mllm")
 # protocols that need a joint image-text space (`encoder.spec.has_text`)
 JOINT_SPACE_PROTOCOLS = ("zeroshot", "retrieval")
 

@@ -20,17 +20,19 @@ are computed once per image and shared by all of that image's questions (the KV 
 indexed per question) in training as in decoding; the output head is applied only where a
 loss or a next token is needed (a pretrained vocabulary over every position costs GBs).
 
-Budget: the default steps fit about half a minute of one CPU core for 2,000 training images.
-In that budget the tiny LM learns captions and the colour / background questions, but not
-what a shape *is*. Measured outside the pipeline's defaults (shapes at 64 px, random
-vit_pico's 256 tokens merged 2x2 into 64, 200 + 600-1,500 steps): "What shape is the large
-object?" stays at chance (20%) with the mixed question set, reaches 35-37% when each step
-takes 64 images with one sequence each instead of a few images with all of theirs, and 67%
-when it is the only question trained (800 steps); a same-size transformer trained on the
-same tokens for that label alone reaches 92%. OC and MCI about the small objects need that
-recognition first, so with the tiny LM they stay at the blind prior: they measure the
-language model's budget, not the encoder. Use a pretrained LM, or many more steps, when they
-matter.
+Budget: the cost is the visual prefix (every token of every image in a step goes through the
+LM), so the default steps train in 15-50 s of one CPU core (16 to 256 tokens per image;
+answering shapes' 8,000 test questions adds ~5-25 s), and show the LM fewer image views than
+shapes has training images: stage 1 takes ~11 images a step (1,100 in all), stage 2 ~3 with all
+their questions (450). In that budget the tiny LM learns captions and the colour / background
+questions, but not what a shape *is*. Measured outside the pipeline's defaults (shapes at 64
+px, random vit_pico's 256 tokens merged 2x2 into 64, 200 + 600-1,500 steps): "What shape is the
+large object?" stays at chance (20%) with the mixed question set, reaches 35-37% when each step
+takes 64 images with one sequence each instead of a few images with all of theirs, and 67% when
+it is the only question trained (800 steps); a same-size transformer trained on the same tokens
+for that label alone reaches 92%. OC and MCI about the small objects need that recognition
+first, so with the tiny LM they stay at the blind prior: they measure the language model's
+budget, not the encoder. Use a pretrained LM, or many more steps, when they matter.
 """
 
 from __future__ import annotations

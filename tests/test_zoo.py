@@ -31,12 +31,12 @@ PARITY_SIZE = 224  # ViTs whose position embeddings resample run parity at most 
 # cost = whole-model params (M, text tower included) x (size / 224)^2, roughly 0.1 s per unit
 # on two cores. The cheapest entry of each code path always runs: in the fast suite if it costs
 # at most FAST_COST, else with -m slow (SAM's 1024 px encoder). Other architectures run with
-# -m slow up to SLOW_COST: the B-size ones. The L-size ones and SigLIP 2 B/16 (375M with its
-# 256k-token text tower; ~20-30 s each here) run the same code as their smaller siblings with
-# more parameters, and together took ~5 min of CI's 45 (the shapes_mllm default suite needed
-# that time); beyond them (H/14 and SO400M towers, 384+ px
-# SigLIPs, the giants) a parity run takes minutes and many GB here. Above the cap, an entry's
-# facts are checked on meta only.
+# -m slow up to SLOW_COST (B-size models, Swin-L, SigLIP B/16 at 256 px). The L-size ones and
+# SigLIP 2 B/16 (375M with its 256k-token text tower) run the same code as smaller entries
+# that do run, at ~20-30 s each: together ~5 min of CI's 45, which the default suite's
+# shapes_mllm needed. Beyond them (H/14 and SO400M towers, 384+ px SigLIPs, the giants) a
+# parity run takes minutes and many GB here. Above the cap, an entry's facts are checked on
+# meta only.
 # VITBENCH_FULL_PARITY=1 lifts both caps (a bigger machine runs every architecture with -m slow).
 FULL = os.environ.get("VITBENCH_FULL_PARITY") == "1"
 FAST_COST = 260

@@ -32,7 +32,12 @@ takes 64 images with one sequence each instead of a few images with all of their
 it is the only question trained (800 steps); a same-size transformer trained on the same tokens
 for that label alone reaches 92%. OC and MCI about the small objects need that recognition
 first, so with the tiny LM they stay at the blind prior: they measure the language model's
-budget, not the encoder. Use a pretrained LM, or many more steps, when they matter.
+budget, not the encoder. Use a pretrained LM, or many more steps, when they matter. Nor is
+presence linearly readable from these encoders' tokens, which would let a small reader learn it
+fast: a logistic regression per kind (2,000 training images) on the mean-pooled tokens of random
+vit_pico, test_vit or `pixels` at 64 px predicts whether the kind is present at exactly the
+prior, 0.60 (on their flattened tokens, below it); random vit_s16 at 224 px reaches 0.67, and a
+vit_pico CLIP trained 300 steps on shapes' captions (32 px) 0.63.
 """
 
 from __future__ import annotations

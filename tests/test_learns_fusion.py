@@ -6,29 +6,34 @@ step about 3x cheaper than 32 px) and lr 2e-3. At 32 px and lr 1e-3, ALBEF reach
 0.49-0.50 in 110-150 steps, BLIP 0.448, BEiT-3 0.446, VLMo 0.382 (random weights 0.439).
 Measured at 16 px, 200 steps, batch 128 (random vit_pico kNN 0.389; one thread, a second job
 on the other core): ALBEF 0.874 / zero-shot 0.804 (300 steps, 214 s), BLIP 0.782 / 0.652
-(159 s). VLMo learns in its image-text stage (0.739 / 0.604, 241 s) but not with the
-stagewise schedule squeezed into the same 200 steps (10% image-only MIM, 10% text-only MLM
-with frozen attention, then image-text: 0.424 / 0.107, 180 s); the paper runs the stages as
-separate pretrainings, so the test runs the image-text stage. Giving each stage its own
-warmup and cosine (`stage_starts`) lifts the staged run to 0.530 / 0.224 (300 steps), not
-further. Image-only MIM for 24 steps, then image-text, learns (zero-shot 0.27 after 136
-image-text steps); after 24 steps of text-only MLM, the image-text stage collapses both pooled
-embeddings (cosine 1.0 between different inputs) within 20 steps and ITC stays at log(batch);
-neither a fresh optimiser state at the stage nor an initial temperature of 0.02 avoids it.
-BEiT-3 reached 0.480 / 0.130 in 200 steps of batch 128 and learns in 400 of batch 64
-(test_beit3_learns).
+(159 s), VLMo's image-text stage alone 0.739 / 0.604 (241 s). BEiT-3 reached 0.480 / 0.130 in
+200 steps of batch 128 and learns in 400 of batch 64 (test_beit3_learns).
 
-The plateau's cause, measured: vit_pico pools by average, so its final norm is Identity and
-the multiway's text states are un-normed; under MLM they grow a shared offset (every
-caption's [CLS] at cosine 0.998 with every other after 24 steps). A text LayerNorm at the end
-of the multiway (torchscale's per-modality final norm) took BEiT-3 to 0.859 / 0.802 (batch
-64, 400 steps) but VLMo's image-text stage down to 0.520 / 0.269 (200 steps), 0.646 / 0.404
-(300 steps) and 0.641 / 0.422 (batch 64, 400), and the staged run to zero-shot 0.17: not
-adopted. Nor was BERT's MLM head (dense, GELU, LayerNorm, decoder, as ViLT / VLMo have), which
-bounds what the logits gain from the states' norm: the staged run 0.554 / 0.293 (300 steps),
-the image-text stage 0.593 / 0.406 (200 steps). Nor a LayerNorm on the pooled text [CLS]
-only, before the ITC projection (the image side's fc_norm; MLM and ITM states un-normed): the
-staged run 0.502 / 0.250 (300 steps), the image-text stage 0.702 / 0.543 (200 steps)."""
+VLMo's stagewise schedule (image-only MIM, text-only MLM with frozen attention, image-text;
+each stage with its own warmup and cosine, `stage_starts`) learns as BEiT-3 does: with more,
+smaller steps. After the text-only stage every caption's [CLS] sits at cosine 0.99+ with every
+other (MLM on captions that differ only in the digit grows a shared offset in the text states,
+un-normed because vit_pico pools by average and its final norm is Identity), and the
+image-text stage must first leave that plateau. kNN / zero-shot, two runs at a time:
+
+| steps x batch | image, text stage | seed 0 | seed 1 | seed 2 |
+|---|---|---|---|---|
+| 200 x 128 | 10%, 10% | 0.424 / 0.107 | | |
+| 300 x 128 | 10%, 10% | 0.530 / 0.224 | | |
+| 400 x 128 | 10%, 10% | 0.554 / 0.324 | | |
+| 600 x 64 | 10%, 10% | 0.619 / 0.422 | 0.570 / 0.328 | |
+| 800 x 64 | 10%, 10% | 0.624 / 0.539 | | |
+| 600 x 64 | 5%, 5% | 0.654 / 0.461 | 0.606 / 0.467 | 0.572 / 0.433 |
+| 800 x 64 | 5%, 5% (the defaults, tested) | 0.739 / 0.546 (361 s) | 0.826 / 0.711 | 0.719 / 0.606 |
+
+Tried at 300 x 128 (10%, 10%) or less and not adopted: a fresh optimiser state at each stage,
+an initial temperature of 0.02; a text LayerNorm at the end of the multiway (torchscale's per-
+modality final norm: BEiT-3 0.859 / 0.802, but VLMo's image-text stage fell to 0.520 / 0.269 in
+200 steps), BERT's MLM head (dense, GELU, LayerNorm, decoder) 0.554 / 0.293, a LayerNorm on the
+pooled text [CLS] 0.502 / 0.250; the language expert initialised from the vision expert 0.424 /
+0.261 (and the VL expert from it, 0.413 / 0.115); word embeddings frozen in the text stage
+0.472 / 0.246; the text stage at a tenth of the lr 0.456 / 0.091; the text stage on shapes'
+richer captions 0.469 / 0.335."""
 
 from pathlib import Path
 
@@ -225,10 +230,17 @@ def test_beit3_mim_loss_is_normalised_pixel_mse_on_masked_patches():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, overrides", [
-    ("albef", {}), ("vlmo", {"image_stage": 0.0, "text_stage": 0.0})])
-def test_fusion_learns(tmp_path, name, overrides):
-    result = check_learns(tmp_path, name, **LEARNS, overrides=overrides)
+def test_albef_learns(tmp_path):
+    result = check_learns(tmp_path, "albef", **LEARNS)
+    assert result.knn_trained > result.knn_random + 0.2
+    assert result.zero_shot > 3 * result.chance
+
+
+@pytest.mark.slow
+def test_vlmo_stagewise_learns(tmp_path):
+    """The whole stagewise schedule, VLMo's defaults: 40 steps of image-only MIM, 40 of
+    text-only MLM with frozen attention, 720 image-text (see the module docstring)."""
+    result = check_learns(tmp_path, "vlmo", **{**LEARNS, "steps": 800, "batch_size": 64})
     assert result.knn_trained > result.knn_random + 0.2
     assert result.zero_shot > 3 * result.chance
 

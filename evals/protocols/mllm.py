@@ -60,7 +60,8 @@ asked colour (InstructBLIP's instruction-aware order), does not help either: `pi
 the prior's). The binding itself is learnable: in that loop, "Is the large shape red in the
 image?" (yes half the time) reaches 91.7% and "is the large shape coloured red" 97.8%; what
 stays near the prior is existence over every object, small ones included (10 px of 64): asked
-alone, 55.0%.
+alone, 55.0% after 600 steps (61.0% with five times the initialisation scale), 67.1% after
+2,000 (360 s).
 """
 
 from __future__ import annotations

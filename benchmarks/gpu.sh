@@ -18,3 +18,10 @@ step python benchmarks/bench_linear.py --device cuda --threads 16 --repeats 1 --
 limit=240
 step python benchmarks/bench_pretrain.py --skip-peers --device cuda --model vit_b16 \
   --resolution 224 --batch 128 --steps 10
+# What OC / MCI of the visual-tokenizer protocol take when steps are cheap (RESULTS.md, "Visual-
+# tokenizer protocol"): OC / MCI questions alone, then the default suite's mixed stages, longer.
+limit=900
+step python benchmarks/bench_mllm_budget.py --device cuda --threads 16 \
+  --tokens oracle-objects,oracle-slots,pixels,vit_pico --steps 1000,4000
+step vitbench eval --model pixels,vit_pico --weights random --task shapes_mllm --device cuda \
+  --set stage2_steps=4000 --set batch_size=128 --all-metrics --out /tmp/vitbench_gpu_mllm.csv

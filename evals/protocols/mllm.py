@@ -25,45 +25,16 @@ LM), so the default steps train in 15-50 s of one CPU core (16 to 256 tokens per
 answering shapes' 8,000 test questions adds ~5-25 s), and show the LM fewer image views than
 shapes has training images: stage 1 takes ~11 images a step (1,100 in all), stage 2 ~3 with all
 their questions (450). In that budget the tiny LM learns captions and the colour / background
-questions, but not what a shape *is*. Measured outside the pipeline's defaults (shapes at 64
-px, random vit_pico's 256 tokens merged 2x2 into 64, 200 + 600-1,500 steps): "What shape is the
-large object?" stays at chance (20%) with the mixed question set, reaches 35-37% when each step
-takes 64 images with one sequence each instead of a few images with all of theirs, and 67% when
-it is the only question trained (800 steps); a same-size transformer trained on the same tokens
-for that label alone reaches 92%. OC and MCI about the small objects need that recognition
-first, so with the tiny LM they stay at the blind prior: they measure the language model's
-budget, not the encoder. Use a pretrained LM, or many more steps, when they matter. Nor is
-presence linearly readable from these encoders' tokens, which would let a small reader learn it
-fast: a logistic regression per kind (2,000 training images) on the mean-pooled tokens of random
-vit_pico, test_vit or `pixels` at 64 px predicts whether the kind is present at exactly the
-prior, 0.60 (on their flattened tokens, below it); random vit_s16 at 224 px reaches 0.67, and a
-vit_pico CLIP trained 300 steps on shapes' captions (32 px) 0.63.
-
-Nor does asking about colours, which every encoder keeps, rescue OC and MCI; what fails is
-existence over the small objects, not binding the question's word to the tokens. Measured with
-shapes' OC / MCI asked about a present and an absent colour ("Is there a red shape in the
-image?"; blind 50 / 50), OC / MCI accuracy: the default stages on `pixels` 50.0 / 50.4, with
-600 stage-2 steps 50.0 / 50.1; the same with the tokens merged 2x2 (64 per image), a loss
-averaged per question kind (so one-word answers weigh as much as captions; CIDEr fell from 201
-to 80), 128 sequences a step, no stage 1, no captions or no attribute questions, or tied input
-/ output embeddings: 48.9 to 51.9 in every variant. Trained on the OC / MCI questions alone
-(600 steps): random vit_pico 62.9 / 69.5 and `pixels` 50.0 / 49.6 (65.2 / 68.5 after 1,500);
-merged 2x2, `pixels` 63.8 / 69.6 (128 a step: 77.0 / 81.2), but seed 1, vit_pico, 400 steps of
-64, merging 4x4, lr 6e-4 or 6e-3, 4 layers or 8 heads all stay at 50-52. So escaping the prior
-is a matter of chance in this budget: a model answering "yes" exactly when the asked colour is
-the large object's (which it already reads for the attribute question) would score MCI 78.9,
-yet after 300 steps the model's yes / no is independent of the truth (yes/yes 552, no/yes 545,
-no/no 455, yes/no 448). Kinds asked on their own stay at 50.0 / 50.0 (vit_pico, 600 steps).
-Putting the question before the visual tokens, so that every token can match itself against the
-asked colour (InstructBLIP's instruction-aware order), does not help either: `pixels` merged
-2x2, seed 1, 600 steps of 32 in a plain loop, 50.0 / 50.0 in both orders (training loss 0.73,
-the prior's). The binding itself is learnable: in that loop, "Is the large shape red in the
-image?" (yes half the time) reaches 91.7% (86.4% with seed 2) and "is the large shape coloured
-red" 97.8%; what stays near the prior is existence over every object, small ones included (10
-px of 64): asked alone, 55.0% after 600 steps (61.0% with five times the initialisation scale),
-67.1% after 2,000 (360 s); the large object's colour asked half the time, still with existence
-as the answer, 62.6%; small objects drawn at radius 8 px instead of 5, 61.4% (and OC + MCI
-together 50.0 / 50.0).
+questions, but not what a shape *is*, and counting (OC) and identification (MCI), which ask
+about every object, the small ones (10 px of 64) included, stay at the blind control's 50 / 50
+for every encoder. What they would take is measured in benchmarks/RESULTS.md ("Visual-tokenizer
+protocol: what counting (OC) and identification (MCI) need", with
+`benchmarks/bench_mllm_budget.py`): even given tokens that hold each object's kind exactly, the
+tiny LM needs about 3,000 steps of 32 images of OC / MCI questions alone to answer them (at
+300 it is still at the prior), while a conv net trained on the presence labels reads presence
+from random vit_pico's tokens at 95% after 500 steps. So with the tiny LM these two scores
+measure the language model's budget, not the encoder: use a pretrained LM, or a GPU and many
+more steps (`--set stage2_steps=... --device cuda`), when they matter.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ LM: a BatchNorm conv net over the token grid, max-pooled, binary cross-entropy o
 kinds' presence) shows how fast the tokens give the answer up to a reader supervised directly.
 
 The blind prior needs no run: each image is asked about one present and one absent kind, so
-answering from the question alone scores 50 on MCI, and 50 on OC (0 for the absent kind, the
-one most common count otherwise; measured 50.0 in the default suite).
+answering from the question alone scores 50 on MCI, and at most 50 on OC (half the asked
+counts are 0, the others 1-4; the default suite's blind control scores 50.0).
 
 Run: /work/venv/bin/python benchmarks/bench_mllm_budget.py [--tokens oracle-objects,pixels]
      [--steps 300,1000] [--batch-size 128] [--probe-steps 500] [--device cuda] [--threads N]

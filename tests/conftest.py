@@ -9,7 +9,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-# One cache per test run: xdist workers (`-n 2`, the slow suite) share it, so the session
+# One cache per test run: xdist workers (`-n 2`, both suites) share it, so the session
 # recipes (pico_clip_run) train once, under ensure_run's file lock, not once per worker.
 _RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
 if _RUN:
